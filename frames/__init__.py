@@ -1,0 +1,1 @@
+"""framelab.frames: the distributed, Arrow-typed Frame."""

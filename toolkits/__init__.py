@@ -1,0 +1,1 @@
+"""framelab.toolkits: models that run on frames."""
