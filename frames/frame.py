@@ -69,12 +69,9 @@ def _to_table(data: Any) -> pa.Table:
     if isinstance(data, pa.RecordBatch):
         return pa.Table.from_batches([data])
     if isinstance(data, pl.DataFrame):
-        table = data.to_arrow()
-        return pa.Table.from_arrays(
-            [c.cast(normalize_type(c.type)) for c in table.columns], names=table.column_names
-        )
+        return _normalize_table(data.to_arrow())
     if type(data).__name__ == "DataFrame" and hasattr(data, "to_numpy"):  # pandas
-        return pa.Table.from_pandas(data, preserve_index=False)
+        return _normalize_table(pa.Table.from_pandas(data, preserve_index=False).replace_schema_metadata(None))
     if isinstance(data, Mapping):
         columns = {}
         for name, values in data.items():
