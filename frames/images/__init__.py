@@ -31,13 +31,17 @@ from framelab.frames.images.image_type import (
     pixels_type,
     restore_image_columns,
 )
+from framelab.frames.images.ops import ImageExpr, col
+from framelab.frames.images.read import read_images
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_TYPE_NAME",
     "ImageArray",
     "ImageDecodeError",
+    "ImageExpr",
     "ImageType",
+    "col",
     "image_array",
     "image_bytes",
     "image_type",
@@ -50,6 +54,7 @@ __all__ = [
     "pixels_to_numpy",
     "pixels_type",
     "probe_image",
+    "read_images",
     "restore_image_columns",
     "to_numpy",
 ]
