@@ -152,6 +152,10 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
             img = Image.open(io.BytesIO(data))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageDecodeError(f"refused as a decompression bomb: {exc}") from exc
+    except Image.UnidentifiedImageError:
+        raise ImageDecodeError(
+            f"not an image in a format PIL can read (starts with {bytes(data[:8])!r})"
+        ) from None
     except Exception as exc:  # noqa: BLE001
         raise ImageDecodeError(f"not a readable image: {_describe(exc)}") from exc
     width, height = img.size

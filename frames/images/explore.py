@@ -1,0 +1,147 @@
+"""``explore``: a self-contained HTML page to page through a frame's images with their other columns.
+
+The page embeds every thumbnail as a data URI and its rows as JSON, so it opens
+from disk in any browser with no server and nothing fetched. A small script
+shows one page of rows at a time.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import tempfile
+from typing import TYPE_CHECKING
+
+from framelab.frames.errors import InputError
+from framelab.frames.images.display import THUMBNAIL_SIZE, cell_html, image_columns, thumbnail_uri
+from framelab.frames.images.image_type import image_bytes
+
+if TYPE_CHECKING:
+    from framelab.frames.frame import Frame
+
+MAX_ROWS = 5_000
+PAGE_SIZE = 48
+
+_PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>%(title)s</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 16px; }
+#grid { display: flex; flex-wrap: wrap; gap: 10px; }
+.card { border: 1px solid #ccc; border-radius: 6px; padding: 6px; width: %(card)dpx; font-size: 12px; }
+.card img { display: block; margin: 0 auto 4px auto; max-width: %(size)dpx; max-height: %(size)dpx; }
+.card .missing { height: %(size)dpx; display: flex; align-items: center; justify-content: center; color: #a00; }
+.card div { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+nav { margin: 10px 0; }
+</style></head>
+<body>
+<h3>%(title)s</h3>
+<p>%(summary)s</p>
+<nav><button id="prev">&larr; prev</button> <span id="page"></span> <button id="next">next &rarr;</button></nav>
+<div id="grid"></div>
+<script id="framelab-data" type="application/json">%(data)s</script>
+<script>
+const DATA = JSON.parse(document.getElementById("framelab-data").textContent);
+const PAGE = %(page_size)d;
+let page = 0;
+function render() {
+  const grid = document.getElementById("grid");
+  grid.innerHTML = "";
+  const pages = Math.max(1, Math.ceil(DATA.rows.length / PAGE));
+  page = Math.min(Math.max(page, 0), pages - 1);
+  document.getElementById("page").textContent = "page " + (page + 1) + " of " + pages;
+  for (const row of DATA.rows.slice(page * PAGE, (page + 1) * PAGE)) {
+    const card = document.createElement("div");
+    card.className = "card";
+    for (const name of DATA.images) {
+      if (row.thumbs[name]) {
+        const img = document.createElement("img");
+        img.src = row.thumbs[name];
+        img.alt = name;
+        img.onload = report;
+        card.appendChild(img);
+      } else {
+        const miss = document.createElement("div");
+        miss.className = "missing";
+        miss.textContent = "no image";
+        card.appendChild(miss);
+      }
+    }
+    for (const [name, value] of Object.entries(row.cells)) {
+      const line = document.createElement("div");
+      line.innerHTML = "<b>" + name + "</b>: " + value;
+      line.title = name;
+      card.appendChild(line);
+    }
+    grid.appendChild(card);
+  }
+}
+// Record how many thumbnails decoded, so a headless browser (and a test) can check the page.
+function report() {
+  const imgs = Array.from(document.querySelectorAll("#grid img"));
+  document.body.dataset.imagesTotal = imgs.length;
+  document.body.dataset.imagesLoaded = imgs.filter((i) => i.complete && i.naturalWidth > 0).length;
+}
+window.addEventListener("load", report);
+document.getElementById("prev").onclick = () => { page -= 1; render(); };
+document.getElementById("next").onclick = () => { page += 1; render(); };
+render();
+</script>
+</body></html>
+"""
+
+
+def explore(
+    frame: Frame,
+    path: str | os.PathLike | None = None,
+    *,
+    max_rows: int = MAX_ROWS,
+    page_size: int = PAGE_SIZE,
+    thumbnail_size: int = THUMBNAIL_SIZE * 2,
+) -> str:
+    """Write a self-contained HTML page of the frame's images (paged) and return its path.
+
+    Only the first ``max_rows`` rows are put on the page; thumbnails are made
+    while streaming the frame, so the driver holds thumbnails, not images.
+
+    Example:
+        >>> from framelab.frames.images.explore import explore
+        >>> page = explore(frame)  # doctest: +SKIP
+        >>> page.endswith(".html")  # doctest: +SKIP
+        True
+    """
+    images = image_columns(frame.schema)
+    if not images:
+        raise InputError(
+            f"explore() shows image columns, but this frame has none (columns: {frame.columns}); "
+            "read images with Frame.read_images(...)"
+        )
+    if max_rows <= 0 or page_size <= 0:
+        raise InputError(f"max_rows and page_size must be positive, got {max_rows}, {page_size}")
+    rows: list[dict] = []
+    for batch in frame.head(max_rows).iter_batches(batch_size=256, format="arrow"):
+        thumbs = {n: [thumbnail_uri(d, thumbnail_size) for d in image_bytes(batch.column(n))] for n in images}
+        others = {n: batch.column(n).to_pylist() for n in batch.column_names if n not in images}
+        for i in range(batch.num_rows):
+            rows.append(
+                {
+                    "thumbs": {n: thumbs[n][i] for n in images},
+                    "cells": {html.escape(n): cell_html(v[i], 60) for n, v in others.items()},
+                }
+            )
+    if path is None:
+        fd, path = tempfile.mkstemp(prefix="framelab-explore-", suffix=".html")
+        os.close(fd)
+    path = os.fspath(path)
+    data = json.dumps({"images": images, "rows": rows}).replace("</", "<\\/")
+    page = _PAGE % {
+        "title": "framelab explore",
+        "summary": html.escape(f"{len(rows)} rows; image columns: {', '.join(images)}"),
+        "data": data,
+        "page_size": page_size,
+        "size": thumbnail_size,
+        "card": thumbnail_size + 12,
+    }
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(page)
+    return path
