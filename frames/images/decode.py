@@ -9,6 +9,7 @@ row, never an out-of-memory kill of a worker).
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 
 import numpy as np
@@ -19,6 +20,7 @@ from framelab.frames.errors import FramelabError
 # PIL's own default; big enough for a 9,000 x 9,000 photo.
 DEFAULT_MAX_PIXELS = 89_478_485
 _EXIF_ORIENTATION = 0x0112
+_PIL_LIMIT_LOCK = threading.Lock()
 # Modes open_image's callers get pixels in, by channel count.
 _CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4}
 
@@ -147,9 +149,15 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
     if data is None or len(data) == 0:
         raise ImageDecodeError("the file is empty (0 bytes)")
     try:
-        with warnings.catch_warnings():
+        with _PIL_LIMIT_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            # Our own limit (checked just below, from the header alone) replaces
+            # PIL's global one, so max_pixels can be raised or lowered per call.
+            previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                img = Image.open(io.BytesIO(data))
+            finally:
+                Image.MAX_IMAGE_PIXELS = previous
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageDecodeError(f"refused as a decompression bomb: {exc}") from exc
     except Image.UnidentifiedImageError:
