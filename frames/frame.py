@@ -333,6 +333,9 @@ class Frame:
         """
         if not isinstance(num_blocks, int) or num_blocks < 1:
             raise InputError(f"repartition(num_blocks) needs a positive integer, got {num_blocks!r}")
+        table = self._local_result()
+        if table is not None and table.num_rows == 0:
+            return self  # nothing to spread, and an empty Ray dataset forgets its schema
         return Frame._make(DatasetSource(self.to_ray().repartition(num_blocks)))
 
     # ----------------------------------------------------------------- inspect
@@ -359,7 +362,9 @@ class Frame:
         else:
             ray_schema = self._source.dataset.schema()
             base = getattr(ray_schema, "base_schema", ray_schema)
-            if not isinstance(base, pa.Schema):
+            if ray_schema is None:
+                base = pa.schema([])
+            elif not isinstance(base, pa.Schema):
                 base = pa.schema([(n, t) for n, t in zip(ray_schema.names, ray_schema.types)])
         with _surface_errors():
             return apply_ops(base.empty_table(), self._ops).schema

@@ -62,7 +62,7 @@ def connect(
     with _lock:
         if ray.is_initialized():
             return session_info()
-        address = address or os.environ.get(ADDRESS_ENV) or None
+        address = resolve_address(address)
         kwargs: dict = {
             "ignore_reinit_error": True,
             "include_dashboard": False,
@@ -79,9 +79,26 @@ def connect(
             )
         else:
             kwargs["address"] = address
-        ray.init(**{k: v for k, v in kwargs.items() if v is not None})
+        try:
+            ray.init(**{k: v for k, v in kwargs.items() if v is not None})
+        except ConnectionError as exc:
+            raise ConnectionError(
+                f"could not reach a Ray cluster at {address!r}: {exc}. Check the address (and that the "
+                f"cluster is up), or unset {ADDRESS_ENV} to run on an embedded local Ray."
+            ) from exc
         _configure_ray_data(quiet)
         return session_info()
+
+
+def resolve_address(address: str | None = None) -> str | None:
+    """The Ray address to join: the argument, else ``FRAMELAB_RAY_ADDRESS``, else None (embedded Ray).
+
+    Example:
+        >>> from framelab.platform.session import resolve_address
+        >>> resolve_address("ray://head:10001")
+        'ray://head:10001'
+    """
+    return address or os.environ.get(ADDRESS_ENV) or None
 
 
 def ensure_connected() -> None:
