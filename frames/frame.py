@@ -238,6 +238,34 @@ class Frame:
         return cls._read("json", url, storage_options)
 
     @classmethod
+    def read_images(cls, paths: str | Sequence[str], **options: Any) -> Frame:
+        """Read image files (folders, files, globs, fsspec URLs) into a frame with an ``image`` column.
+
+        Options are those of :func:`framelab.frames.images.read_images`
+        (``recursive``, ``label_from="folder"``, ``extensions``, ``include_paths``,
+        ``on_error="null"|"drop"|"raise"``, ``storage_options``, ``max_pixels``).
+
+        Example:
+            >>> from framelab.frames import Frame
+            >>> photos = Frame.read_images("photos/", label_from="folder")  # doctest: +SKIP
+        """
+        from framelab.frames.images.read import read_images
+
+        return read_images(paths, **options)
+
+    def explore(self, path: str | None = None, **options: Any) -> str:
+        """Write a self-contained, paged HTML page of the frame (image thumbnails included); return its path.
+
+        Example:
+            >>> from framelab.frames import Frame
+            >>> Frame.read_images("photos/").explore().endswith(".html")  # doctest: +SKIP
+            True
+        """
+        from framelab.frames.images.explore import explore
+
+        return explore(self, path, **options)
+
+    @classmethod
     def load(cls, url: str, *, storage_options: dict | None = None) -> Frame:
         """Load a frame written by :meth:`save`, with its schema and column metadata intact.
 
