@@ -33,6 +33,8 @@ LABEL_FROM = (None, "folder")
 # Paths per read task: enough to amortise a task's overhead, few enough that
 # two cores share the work of a thousand images evenly.
 FILES_PER_BLOCK = 64
+_LIST_CPUS = 0.1
+_LIST_THREADS = 8
 _PATHS_SCHEMA = pa.schema([("path", pa.string()), ("kind", pa.string())])
 _log = logging.getLogger("framelab.images")
 
@@ -136,13 +138,12 @@ def read_images_dataset(
     blocks = max(1, min(len(rows), len(rows) // FILES_PER_BLOCK + 1))
     listed = ray.data.from_items(rows, override_num_blocks=blocks)
     if any(r["kind"] == "root" for r in rows):
-        listed = listed.repartition(target_num_rows_per_block=1).map_batches(
-            _ListRoots(fs, exts, recursive), batch_format="pyarrow", batch_size=None
+        # A listing task asks for little CPU: it waits on the store, and a
+        # distinct CPU request keeps Ray Data from fusing it with the readers
+        # (fused, the whole read would run as one task).
+        listed = listed.map_batches(
+            _ListFiles(fs, exts, recursive), batch_format="pyarrow", batch_size=1, num_cpus=_LIST_CPUS
         )
-        if recursive:
-            listed = listed.repartition(target_num_rows_per_block=1).map_batches(
-                _WalkFolders(fs, exts), batch_format="pyarrow", batch_size=None
-            )
     reader = _ReadFiles(
         fs,
         protocol=protocol,
@@ -224,8 +225,12 @@ def _paths_table(rows: list[tuple[str, str]]) -> pa.Table:
     )
 
 
-class _ListRoots:
-    """Stage 1: one root (folder, file or glob) -> its files and, when recursive, its sub-folders."""
+class _ListFiles:
+    """Stage 1: a root (folder, file or glob) -> its files, in blocks, as they are found.
+
+    Sub-folders are walked by a small thread pool: listing an object store is
+    waiting on requests, so a task keeps several in flight instead of one.
+    """
 
     def __init__(self, fs: fsspec.AbstractFileSystem, exts: tuple[str, ...], recursive: bool):
         self.fs, self.exts, self.recursive = fs, exts, recursive
@@ -247,7 +252,7 @@ class _ListRoots:
             files = [(p, "file") for p, info in found if info.get("type") == "file"]
             if not files:
                 raise FileNotFoundError(f"no files match {root!r}")
-            yield _paths_table(files)
+            yield from _chunks(files)
             return
         try:
             info = fs.info(root)
@@ -256,41 +261,30 @@ class _ListRoots:
         if info.get("type") != "directory":
             yield _paths_table([(root, "file")])
             return
-        rows: list[tuple[str, str]] = []
+        files, folders = [], []
         for entry in sorted(fs.ls(root, detail=True), key=lambda e: e["name"]):
             name = entry["name"]
             if entry.get("type") == "directory":
                 if self.recursive and not posixpath.basename(name.rstrip("/")).startswith((".", "_")):
-                    rows.append((name, "dir"))
+                    folders.append(name)
             elif _keep(name, self.exts):
-                rows.append((name, "file"))
-            if len(rows) >= FILES_PER_BLOCK:
-                yield _paths_table(rows)
-                rows = []
-        if rows:
-            yield _paths_table(rows)
+                files.append((name, "file"))
+        yield from _chunks(files)
+        if not folders:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        def walk(folder: str) -> list[tuple[str, str]]:
+            return [(p, "file") for p in sorted(fs.find(folder)) if _keep(p, self.exts)]
+
+        with ThreadPoolExecutor(max_workers=min(_LIST_THREADS, len(folders))) as pool:
+            for found in pool.map(walk, folders):
+                yield from _chunks(found)
 
 
-class _WalkFolders:
-    """Stage 2: a sub-folder -> every file under it; files pass through."""
-
-    def __init__(self, fs: fsspec.AbstractFileSystem, exts: tuple[str, ...]):
-        self.fs, self.exts = fs, exts
-
-    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
-        files: list[tuple[str, str]] = []
-        for path, kind in zip(batch.column("path").to_pylist(), batch.column("kind").to_pylist()):
-            if kind != "dir":
-                files.append((path, kind))
-                continue
-            for found in sorted(self.fs.find(path)):
-                if _keep(found, self.exts):
-                    files.append((found, "file"))
-                    if len(files) >= FILES_PER_BLOCK:
-                        yield _paths_table(files)
-                        files = []
-        if files:
-            yield _paths_table(files)
+def _chunks(rows: list[tuple[str, str]]) -> Iterator[pa.Table]:
+    for i in range(0, len(rows), FILES_PER_BLOCK):
+        yield _paths_table(rows[i : i + FILES_PER_BLOCK])
 
 
 class _ReadFiles:
