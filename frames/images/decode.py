@@ -21,6 +21,7 @@ from framelab.frames.errors import FramelabError
 DEFAULT_MAX_PIXELS = 89_478_485
 _EXIF_ORIENTATION = 0x0112
 _PIL_LIMIT_LOCK = threading.Lock()
+_EXIF_IN_INFO = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "MPO"}
 # Modes open_image's callers get pixels in, by channel count.
 _CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4}
 
@@ -51,6 +52,8 @@ def open_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Im
     img = _open_checked(data, max_pixels)
     try:
         img.load()
+        if _orientation(img) == 1:  # most files: skip exif_transpose's copy and re-parse
+            return img
         return ImageOps.exif_transpose(img)
     except ImageDecodeError:
         raise
@@ -139,6 +142,8 @@ def _target_mode(img: Image.Image) -> str:
 
 
 def _orientation(img: Image.Image) -> int:
+    if img.format in _EXIF_IN_INFO and "exif" not in img.info:
+        return 1  # these formats only carry orientation in an EXIF block
     try:
         return int(img.getexif().get(_EXIF_ORIENTATION, 1))
     except Exception:  # noqa: BLE001 - a broken EXIF block is not a broken image
