@@ -67,3 +67,16 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} is not there")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3-compatible server on loopback (SeaweedFS, moto as fallback); see tests/s3_server.py."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from s3_server import start_s3_server
+
+    server = start_s3_server(tmp_path_factory.mktemp("s3"))
+    yield server
+    server.stop()
