@@ -115,6 +115,11 @@ class ShardedArrays:
             num_shards = min(plan_shards(sum(s for s, _ in sizes), cpus_per_shard), max(1, len(block_refs)))
         if num_shards < 1:
             raise ValueError(f"num_shards must be at least 1, got {num_shards}")
+        from framelab.platform.resources import cluster_cpus
+
+        # More shards than CPUs must still all start (or the first map would
+        # wait forever): they then share the CPUs.
+        cpus_per_shard = min(cpus_per_shard, max(cluster_cpus(), 0.01) / num_shards)
         actor_cls = ray.remote(_Shard).options(
             num_cpus=cpus_per_shard, scheduling_strategy="SPREAD"
         )

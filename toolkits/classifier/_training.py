@@ -61,8 +61,8 @@ class ShardLoader:
 
 def holdout_mask(row_ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """True for rows held out: a hash of (seed, global row id), so independent of blocks and nodes."""
-    z = row_ids.astype(np.uint64) + np.uint64(seed & 0xFFFFFFFF) * np.uint64(0x9E3779B97F4A7C15)
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore"):  # splitmix64 relies on uint64 wrap-around
+        z = row_ids.astype(np.uint64) + np.uint64(seed & 0xFFFFFFFF) * np.uint64(0x9E3779B97F4A7C15)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))
