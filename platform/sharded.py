@@ -36,6 +36,9 @@ import ray
 # Below this many bytes per shard, another actor costs more (process start,
 # one more round trip per pass) than the arithmetic it takes over.
 MIN_SHARD_BYTES = 1 << 20
+# A data set this small is one shard kept in the driver's process: starting
+# an actor (a process, its imports) would cost seconds for milliseconds of work.
+IN_PROCESS_MAX_BYTES = 32 << 20
 # Arguments larger than this are put in the object store once per pass and
 # shared by every actor, rather than serialised once per actor.
 _PUT_THRESHOLD = 64 << 10
@@ -46,12 +49,12 @@ _LOCALITY_SLACK = 1.25
 class _Shard:
     """One actor: holds its shard's state and runs functions on it."""
 
-    def __init__(self, num_threads: int):
+    def __init__(self, num_threads: int | None):
         from threadpoolctl import threadpool_limits
 
         # BLAS would start one thread per core of the node and fight the
         # other shards on it; give it only the CPUs Ray granted this actor.
-        self._limits = threadpool_limits(limits=num_threads)
+        self._limits = None if num_threads is None else threadpool_limits(limits=num_threads)
         self._blocks: list | None = None
         self.state: Any = None
 
@@ -106,15 +109,25 @@ class ShardedArrays:
         *,
         num_shards: int | None = None,
         cpus_per_shard: float = 1.0,
+        in_process: bool | None = None,
     ):
         from framelab.platform.resources import threads_for
 
+        self._local: _Shard | None = None
         block_refs = list(block_refs)
         sizes = _object_sizes(block_refs)
+        total_bytes = sum(s for s, _ in sizes)
         if num_shards is None:
-            num_shards = min(plan_shards(sum(s for s, _ in sizes), cpus_per_shard), max(1, len(block_refs)))
+            num_shards = min(plan_shards(total_bytes, cpus_per_shard), max(1, len(block_refs)))
         if num_shards < 1:
             raise ValueError(f"num_shards must be at least 1, got {num_shards}")
+        if in_process is None:
+            in_process = num_shards == 1 and total_bytes <= IN_PROCESS_MAX_BYTES
+        if in_process:
+            if num_shards != 1:
+                raise ValueError("in_process=True holds one shard; pass num_shards=1 or None")
+            self._start_in_process(block_refs, load)
+            return
         from framelab.platform.resources import cluster_cpus
 
         # More shards than CPUs must still all start (or the first map would
@@ -145,10 +158,26 @@ class ShardedArrays:
             self.close()
             raise
 
+    def _start_in_process(self, block_refs: list, load: Callable) -> None:
+        shard = _Shard(num_threads=None)
+        lengths = shard.fetch(block_refs)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int).tolist()
+        shard.load(load, starts)
+        self._local = shard
+        self._actors = []
+        self.nodes = [ray.get_runtime_context().get_node_id()]
+        self.assignment = [list(range(len(block_refs)))]
+        self.num_rows = int(sum(lengths))
+
+    @property
+    def in_process(self) -> bool:
+        """True when the one shard lives in this process (small data)."""
+        return self._local is not None
+
     @property
     def num_shards(self) -> int:
         """How many actors hold the data."""
-        return len(self._actors)
+        return 1 if self._local is not None else len(self._actors)
 
     def map(self, fn: Callable[..., Any], *args: Any) -> list:
         """Run ``fn(state, *args)`` on every shard in parallel; one result per shard.
@@ -166,6 +195,8 @@ class ShardedArrays:
         """
         if self._actors is None:
             raise RuntimeError("this ShardedArrays was closed")
+        if self._local is not None:
+            return [self._local.run(fn, *args)]
         shared = [
             ray.put(a) if isinstance(a, np.ndarray) and a.nbytes > _PUT_THRESHOLD else a
             for a in args
@@ -177,6 +208,7 @@ class ShardedArrays:
         for actor in self._actors or []:
             ray.kill(actor)
         self._actors = None
+        self._local = None
 
     def __enter__(self) -> ShardedArrays:
         return self
@@ -187,10 +219,8 @@ class ShardedArrays:
     def __repr__(self) -> str:
         if self._actors is None:
             return "ShardedArrays(closed)"
-        return (
-            f"ShardedArrays({self.num_rows} rows in {self.num_shards} shard(s) "
-            f"on {len(set(self.nodes))} node(s))"
-        )
+        where = "in this process" if self._local is not None else f"on {len(set(self.nodes))} node(s)"
+        return f"ShardedArrays({self.num_rows} rows in {self.num_shards} shard(s) {where})"
 
 
 def plan_shards(total_bytes: int, cpus_per_shard: float = 1.0) -> int:

@@ -55,7 +55,8 @@ def test_input_errors_in_a_shard_surface_as_themselves():
 
 def test_closed_shards_refuse_work_and_small_data_gets_one_shard():
     shards = ShardedArrays([ray.put(np.zeros(3)), ray.put(np.zeros(3))], _load)
-    assert shards.num_shards == 1  # far below MIN_SHARD_BYTES
+    assert shards.num_shards == 1 and shards.in_process  # far below MIN_SHARD_BYTES: no actor
+    assert sum(shards.map(lambda s: len(s["x"]))) == 6
     shards.close()
     with pytest.raises(RuntimeError, match="closed"):
         shards.map(_sum)

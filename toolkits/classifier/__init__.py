@@ -98,7 +98,9 @@ def create(
     if seed is None:
         seed = int(np.random.SeedSequence().entropy & 0x7FFFFFFF)
 
-    dataset = frame.select(*columns).to_ray().materialize()
+    # No select() here: on frames already in the object store it would copy
+    # every block in a Ray Data stage; the shards pick their columns instead.
+    dataset = frame.to_ray().materialize()
     num_rows = dataset.count()
     if num_rows == 0:
         raise InputError("the training frame is empty; a classifier needs labelled rows")
@@ -109,7 +111,7 @@ def create(
         dataset = dataset.repartition(num_shards).materialize()
     refs = list(dataset.to_arrow_refs())
     if valid_frame is not None:
-        refs += list(valid_frame.select(*columns).to_ray().materialize().to_arrow_refs())
+        refs += list(valid_frame.to_ray().materialize().to_arrow_refs())
     holdout = (
         AUTO_VALIDATION_FRACTION
         if validation_set == "auto" and num_rows > AUTO_VALIDATION_MIN_ROWS else 0.0

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-from scipy import optimize
 
 from framelab.toolkits.features import FeatureEncoder, target_values
 
@@ -195,6 +194,8 @@ def fit_lbfgs(
     on_iteration: Callable[[dict], None] | None = None,
 ) -> FitResult:
     """Minimise the penalised cross-entropy with L-BFGS; ``loss_grad`` sums over the shards."""
+    from scipy import optimize  # driver only: shards need not import it
+
     size_w = num_dims * num_outputs
     last: dict = {}
 
@@ -216,7 +217,7 @@ def fit_lbfgs(
     progress: list[dict] = []
     started = time.perf_counter()
 
-    def callback(intermediate_result: optimize.OptimizeResult) -> None:
+    def callback(intermediate_result) -> None:
         if not np.array_equal(intermediate_result.x, last.get("theta")):
             evaluate(intermediate_result.x)
         row = {
