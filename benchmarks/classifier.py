@@ -30,15 +30,21 @@ import numpy as np
 
 
 def make_data(rows: int, dim: int, classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled-ReLU-like features: sparse non-negative class means plus noise, clipped at 0."""
+    """Pooled-ReLU-like features: a shared non-negative profile, sparse class offsets, noise, clipped at 0.
+
+    Tuned so a linear model reaches roughly 70-90% test accuracy (as deep
+    features of a hard data set do), not a trivially separable 100%.
+    """
     rng = np.random.default_rng(seed)
-    centers = rng.gamma(0.6, 0.8, size=(classes, dim)).astype(np.float32)
-    centers *= rng.random((classes, dim)) < 0.35
+    base = rng.gamma(0.6, 0.8, size=dim).astype(np.float32)
+    offsets = rng.gamma(0.6, 0.8, size=(classes, dim)).astype(np.float32)
+    offsets *= (rng.random((classes, dim)) < 0.1) * 0.5
+    centers = base + offsets
     y = rng.integers(0, classes, rows)
     X = np.empty((rows, dim), dtype=np.float32)
     for s in range(0, rows, 20_000):
         e = min(rows, s + 20_000)
-        noise = rng.standard_normal((e - s, dim), dtype=np.float32) * 0.9
+        noise = rng.standard_normal((e - s, dim), dtype=np.float32)
         np.maximum(centers[y[s:e]] + noise, 0.0, out=X[s:e])
     return X, y
 
@@ -81,20 +87,29 @@ def run_sklearn(X, labels, args) -> tuple[float, object]:
 
 
 def gemm_pass_seconds(rows: int, dim: int, classes: int) -> float:
-    """One pass's matrix products (X @ W, X.T @ R) in float32 with numpy: the compute limit."""
+    """One pass's matrix products (X @ W, X.T @ R; float32, numpy, all cores): the compute limit.
+
+    Best of 3 on up to 50,000 rows, scaled to ``rows``.
+    """
     rng = np.random.default_rng(1)
     n = min(rows, 50_000)
     X = rng.random((n, dim), dtype=np.float32)
     W = rng.random((dim, classes), dtype=np.float32)
-    X @ W
-    t = time.perf_counter()
+    best = float("inf")
     for _ in range(3):
-        R = X @ W
-        X.T @ R
-    return (time.perf_counter() - t) / 3 * rows / n
+        t = time.perf_counter()
+        for s in range(0, n, 8192):
+            R = X[s:s + 8192] @ W
+            X[s:s + 8192].T @ R
+        best = min(best, time.perf_counter() - t)
+    return best * rows / n
 
 
 def main() -> None:
+    import warnings
+
+    # Both sides stop at the same iteration cap on purpose; the warning says so at length.
+    warnings.filterwarnings("ignore", message=".*failed to converge.*")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="caltech,50000,200000",
                         help="comma-separated sizes: 'caltech' or a row count")

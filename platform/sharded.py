@@ -226,8 +226,10 @@ class ShardedArrays:
 def plan_shards(total_bytes: int, cpus_per_shard: float = 1.0) -> int:
     """How many shards a data set of ``total_bytes`` should get on this cluster.
 
-    One per CPU (sized by :func:`framelab.platform.resources.actor_pool`), but
-    none smaller than ``MIN_SHARD_BYTES``. Callers with fewer blocks than this
+    One when the data is at most ``IN_PROCESS_MAX_BYTES`` (kept in this
+    process); else one per CPU (sized by
+    :func:`framelab.platform.resources.actor_pool`), but none smaller than
+    ``MIN_SHARD_BYTES``. Callers with fewer blocks than this
     should repartition first, since a block is never split between shards.
 
     Example:
@@ -239,6 +241,8 @@ def plan_shards(total_bytes: int, cpus_per_shard: float = 1.0) -> int:
 
     # No read stage runs while the shards live (the blocks are already
     # materialised), so the pool may take every CPU: nothing starves.
+    if total_bytes <= IN_PROCESS_MAX_BYTES:
+        return 1  # small enough for one in-process shard (see ShardedArrays)
     pool = actor_pool(use_gpu=False, cpus_per_actor=cpus_per_shard, reserve_cpus=0)
     by_bytes = max(1, math.ceil(total_bytes / MIN_SHARD_BYTES))
     return max(1, min(pool.max_size, by_bytes))

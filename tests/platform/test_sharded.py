@@ -72,6 +72,7 @@ def test_blocks_stay_on_their_node_while_loads_stay_even():
 @pytest.mark.multinode
 def test_shards_spread_over_nodes_and_read_local_blocks(two_node_cluster, monkeypatch):
     monkeypatch.setattr(sharded, "MIN_SHARD_BYTES", 1)
+    monkeypatch.setattr(sharded, "IN_PROCESS_MAX_BYTES", 0)
 
     @ray.remote(num_cpus=0)
     def make(i):

@@ -240,6 +240,7 @@ def test_two_node_training_matches_one_node_accuracy(caltech_features, two_node_
     test = _frame(X_test, y_test)
     # The Caltech features are ~1 MB; still cut them into one shard per node.
     monkeypatch.setattr(sharded, "MIN_SHARD_BYTES", 1)
+    monkeypatch.setattr(sharded, "IN_PROCESS_MAX_BYTES", 0)
     two = classifier.create(_frame(X_train, y_train).repartition(4), "label", l2_penalty=1.0,
                             max_iterations=500, validation_set=None, verbose=False)
     assert two.training["num_shards"] == 2 and two.training["num_nodes"] == 2
