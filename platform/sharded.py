@@ -6,6 +6,12 @@ costs far more per pass than the arithmetic; actors that hold their shard as
 numpy arrays for the whole fit make one pass cost one round trip (about a
 millisecond) plus the compute.
 
+Measured on a 2-core machine (2026-11-28): one ``map`` round over 2 actors
+with a 1280x100 float64 argument takes about 4 ms and starting the pool
+0.2 s, while a Ray Train ``TorchTrainer`` with 2 workers took 15 s to start
+and run 10 all-reduces. Data sets up to ``IN_PROCESS_MAX_BYTES`` skip the
+actors altogether.
+
 Blocks go from the object store straight to the actors (the driver only sees
 object refs), each actor prefers the blocks already on its node, and actors
 are spread over the nodes, so a data set that does not fit on one node still
