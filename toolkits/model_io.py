@@ -35,6 +35,7 @@ ARRAYS_FILE = "arrays.safetensors"
 # loading never imports a module a file names.
 MODEL_CLASSES = {
     "logistic_classifier": "framelab.toolkits.classifier.logistic_classifier:LogisticClassifier",
+    "image_classifier": "framelab.toolkits.image_classifier.image_classifier:ImageClassifier",
 }
 
 

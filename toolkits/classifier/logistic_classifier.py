@@ -223,6 +223,11 @@ class LogisticClassifier:
         """
         from framelab.toolkits.model_io import save_model
 
+        metadata, arrays = self._state()
+        save_model(url, self._kind, metadata, arrays, storage_options=storage_options)
+
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(JSON metadata, arrays) that :meth:`_from_saved` rebuilds the model from (for models that embed this one)."""
         metadata = {
             "target": self.target,
             "classes": self.classes,
@@ -230,7 +235,7 @@ class LogisticClassifier:
             "training": self.training,
         }
         arrays = {"mean": self.mean, "scale": self.scale, "weights": self.weights, "bias": self.bias}
-        save_model(url, self._kind, metadata, arrays, storage_options=storage_options)
+        return metadata, arrays
 
     @classmethod
     def _from_saved(cls, metadata: dict[str, Any], arrays: dict[str, np.ndarray]) -> LogisticClassifier:
