@@ -146,6 +146,7 @@ def create(
         mean, scale = _pooled_mean_scale(stats)
         shards.map(tr.shard_standardize, mean, scale)
         num_outputs = 1 if len(classes) == 2 else len(classes)
+        setup_s = time.perf_counter() - started
         if verbose:
             _print_header(num_train, num_valid, len(classes), encoder.num_dims, shards)
         fit = tr.fit_lbfgs(
@@ -173,6 +174,7 @@ def create(
         "training_accuracy": fit.training_accuracy,
         "validation_accuracy": fit.validation_accuracy,
         "training_time_s": time.perf_counter() - started,
+        "setup_time_s": setup_s,  # checks, sharding, encoding: before the first L-BFGS pass
         "class_weights": [[c, float(w)] for c, w in zip(classes, weights)],
         "seed": seed,
         "num_shards": num_shards,
