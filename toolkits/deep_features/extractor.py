@@ -9,6 +9,7 @@ runs it (:mod:`.inference`), on GPUs when the cluster has them.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -271,7 +272,8 @@ class DeepFeatureExtractor:
             precision=precision,
             batch_size=None if self.batch_size == "auto" and device == "cuda" else batch,
         )
-        dataset = frame.to_ray().map_batches(
+        source = frame.to_ray()
+        dataset = source.map_batches(
             decode_batch,
             batch_format="pyarrow",
             batch_size=batch,
@@ -279,19 +281,24 @@ class DeepFeatureExtractor:
             num_cpus=_DECODE_CPUS[device],
             udf_modifying_row_count=False,
         )
-        dataset = dataset.map_batches(
-            FeatureActor,
-            batch_format="pyarrow",
-            batch_size=batch,
-            zero_copy_batch=True,
-            fn_constructor_args=(config,),
-            udf_modifying_row_count=False,
-            # An actor that dies (a lost node, an OOM kill) is restarted and its
-            # batch retried, so no row is lost or duplicated.
-            max_restarts=_ACTOR_RETRIES,
-            max_task_retries=_ACTOR_RETRIES,
-            **pool.ray_kwargs(),
-        )
+        with warnings.catch_warnings():
+            # Ray 2.60 marks ray_remote_args deprecated but has no other way to
+            # bound actor restarts; its default (restart forever) would loop on
+            # a batch that kills the actor every time.
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+            dataset = dataset.map_batches(
+                FeatureActor,
+                batch_format="pyarrow",
+                batch_size=batch,
+                zero_copy_batch=True,
+                fn_constructor_args=(config,),
+                udf_modifying_row_count=False,
+                # An actor that dies (a lost node, an OOM kill) is restarted and
+                # its batch retried, so no row is lost or duplicated.
+                max_restarts=_ACTOR_RETRIES,
+                max_task_retries=_ACTOR_RETRIES,
+                **_start_full(pool, source),
+            )
         return Frame.from_ray(dataset)
 
     def _resolve(self) -> _Resolved:
@@ -388,17 +395,46 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
         raise InputError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
+def _start_full(pool, dataset) -> dict:
+    """Ray kwargs that start every actor at once when that cannot starve upstream tasks.
+
+    Loading a network is the slow part of an actor's life, and Ray Data grows
+    a pool only once a queue has built up, so a pool that starts small may stay
+    small. But Ray Data starts a pool before its inputs are computed, and
+    actors spread over nodes: if they left no node with a whole CPU, the read
+    tasks feeding them could never be scheduled. So the pool starts full only
+    when its input is already computed or every node keeps a whole CPU beside
+    its share of actors.
+    """
+    import math
+
+    import ray
+    from ray.data.dataset import MaterializedDataset
+
+    kwargs = pool.ray_kwargs()
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    per_node = math.ceil(pool.max_size / max(1, len(nodes)))
+    roomy = nodes and all(r.get("CPU", 0) - per_node * pool.num_cpus >= 1 for r in nodes)
+    if roomy or isinstance(dataset, MaterializedDataset):
+        kwargs["concurrency"] = (pool.min_size, pool.max_size, pool.max_size)
+    return kwargs
+
+
 def _actor_pool(device: str):
     from framelab.platform.resources import actor_pool, cluster_cpus
 
     if device == "cuda":
         return actor_pool(use_gpu=True)
     cpus = cluster_cpus()
-    # Small clusters: one-thread actors that leave half a CPU for decoding
-    # (2 CPUs -> 2 actors); the network is ~10x the decode cost per image.
-    # Bigger ones: two-thread actors and an eighth of the CPUs for decoding.
     if cpus < 8:
-        return actor_pool(use_gpu=False, cpus_per_actor=0.75, reserve_cpus=0.5)
+        # Small clusters: one single-threaded actor per CPU, with one whole CPU
+        # of Ray's accounting left free so read and decode tasks always get
+        # scheduled. Physically the actors share cores with decoding, which is
+        # cheap beside the network (~10x less work per image).
+        reserve = 1.0
+        per_actor = max(0.5, (cpus - reserve) / max(1.0, cpus))
+        return actor_pool(use_gpu=False, cpus_per_actor=per_actor, reserve_cpus=reserve)
+    # Bigger ones: two-thread actors and an eighth of the CPUs for reading and decoding.
     return actor_pool(use_gpu=False, cpus_per_actor=2.0, reserve_cpus=cpus / 8)
 
 

@@ -24,6 +24,8 @@ from framelab.toolkits.deep_features.preprocessing import Preprocessing
 _AUTOCAST = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 # Largest micro-batch the GPU is given at once; beyond it throughput stops growing.
 _MAX_GPU_BATCH = 512
+# Images in the forward pass that measures activation memory per image.
+_PROBE_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,9 @@ class FeatureActor:
         self.out_dtype = config.output_field.type.value_type.to_pandas_dtype()
         self.dim = config.output_field.type.list_size
         self.pinned: torch.Tensor | None = None
-        self.batch_size = config.batch_size or self._batch_from_memory()
+        self.batch_size = config.batch_size or _PROBE_BATCH
+        if config.batch_size is None:
+            self.batch_size = self._batch_from_memory()
 
     def __call__(self, table: pa.Table) -> pa.Table:
         cfg = self.config
@@ -107,9 +111,9 @@ class FeatureActor:
 
     def _batch_from_memory(self) -> int:
         if self.device.type != "cuda":
-            return 32
+            return _PROBE_BATCH
         height, width = self.config.preprocessing.output_size
-        probe = 8
+        probe = _PROBE_BATCH
         torch.cuda.synchronize(self.device)
         torch.cuda.reset_peak_memory_stats(self.device)
         before = torch.cuda.memory_allocated(self.device)
