@@ -103,6 +103,8 @@ def pixels_from_arrow(column: pa.ChunkedArray | pa.Array, shape: tuple[int, int]
         column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     n = len(column)
     row_bytes = column.type.byte_width
+    if n == 0:
+        return np.zeros((0, *shape, 3), dtype=np.uint8), np.zeros(0, dtype=bool)
     buffer = column.buffers()[1]
     pixels = np.frombuffer(buffer, dtype=np.uint8, count=n * row_bytes, offset=column.offset * row_bytes)
     valid = np.ones(n, dtype=bool) if column.null_count == 0 else column.is_valid().to_numpy(zero_copy_only=False)

@@ -263,7 +263,7 @@ class DeepFeatureExtractor:
         batch = _AUTO_BATCH[device] if self.batch_size == "auto" else self.batch_size
         config = StageConfig(
             network=[ray.put((r.model, r.state_dict))],
-            layer=r.layer if isinstance(r.model, Architecture) or self.layer is not None else None,
+            layer=self.layer,
             preprocessing=r.preprocessing,
             output_field=self.output_field(output_column),
             pixels_column=PIXELS_COLUMN,
