@@ -72,6 +72,9 @@ def connect(
             kwargs["logging_level"] = logging.WARNING
             kwargs["log_to_driver"] = True
         if address is None:
+            # "local" always starts our own Ray; without it ray.init joins whatever Ray
+            # another process on this machine started last.
+            kwargs["address"] = "local"
             kwargs.update(
                 num_cpus=num_cpus,
                 num_gpus=num_gpus,

@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -27,8 +26,7 @@ import pyarrow.compute as pc
 
 from framelab.frames.errors import ColumnNotFoundError, InputError, check_columns
 from framelab.frames.vectors import is_vector_type
-
-PROVENANCE_KEY = b"framelab.provenance"
+from framelab.toolkits.deep_features.provenance import provenance_of
 
 NUMERIC, VECTOR, CATEGORICAL = "numeric", "vector", "categorical"
 
@@ -297,28 +295,6 @@ def target_values(table: pa.Table, target: str) -> np.ndarray:
             "drop those rows first (frame.dropna)"
         )
     return np.asarray(column.to_numpy(zero_copy_only=False))
-
-
-def provenance_of(field: pa.Field) -> dict | None:
-    """The deep-features provenance recorded on a column's Arrow field, if any.
-
-    Example:
-        >>> import pyarrow as pa
-        >>> from framelab.toolkits.features import provenance_of
-        >>> provenance_of(pa.field("f", pa.float32(), metadata={b"framelab.provenance": b'{"model": "m"}'}))
-        {'model': 'm'}
-    """
-    raw = (field.metadata or {}).get(PROVENANCE_KEY)
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw)
-    except ValueError as err:
-        raise InputError(
-            f"column {field.name!r} has unreadable provenance metadata ({err}); "
-            "re-extract the features"
-        ) from None
-    return value if isinstance(value, dict) else None
 
 
 def check_provenance(name: str, expected: dict | None, found: dict | None) -> None:

@@ -64,7 +64,7 @@ class FeatureActor:
         self.autocast = _AUTOCAST.get(config.precision)
         self.out_dtype = config.output_field.type.value_type.to_pandas_dtype()
         self.dim = config.output_field.type.list_size
-        self.pinned: torch.Tensor | None = None
+        self.pinned: list | None = None
         self.batch_size = config.batch_size or _PROBE_BATCH
         if config.batch_size is None:
             self.batch_size = self._batch_from_memory()
@@ -75,18 +75,27 @@ class FeatureActor:
         features = np.zeros((len(pixels), self.dim), dtype=self.out_dtype)
         rows = np.flatnonzero(valid)
         dense = len(rows) == len(pixels)
-        for start in range(0, len(rows), self.batch_size):
+        # One batch's result is collected only after the next batch is queued, so the host copy
+        # of batch i+1 overlaps the GPU's work on batch i.
+        pending: tuple | None = None
+        for slot, start in enumerate(range(0, len(rows), self.batch_size)):
             if dense:  # a slice is a view; fancy indexing would copy every batch
                 index = slice(start, start + self.batch_size)
             else:
                 index = rows[start : start + self.batch_size]
-            features[index] = self._forward(pixels[index])
+            out = self._forward(pixels[index], slot % 2)
+            if pending is not None:
+                features[pending[0]] = pending[1].float().cpu().numpy()
+            pending = (index, out)
+        if pending is not None:
+            features[pending[0]] = pending[1].float().cpu().numpy()
         column = vectors_from_numpy(features, mask=None if dense else ~valid)
         return table.drop_columns([cfg.pixels_column]).append_column(cfg.output_field, column)
 
-    def _forward(self, pixels: np.ndarray) -> np.ndarray:
+    def _forward(self, pixels: np.ndarray, slot: int = 0) -> torch.Tensor:
+        """Queue one batch on the device; the returned tensor is ready once synchronised."""
         with torch.inference_mode():
-            x = self._to_device(pixels)
+            x = self._to_device(pixels, slot)
             # NHWC uint8 permuted to NCHW is channels-last already; the float copy keeps that layout.
             x = x.permute(0, 3, 1, 2).float().sub_(self.mean).div_(self.std)
             autocast = (
@@ -95,18 +104,21 @@ class FeatureActor:
                 else contextlib.nullcontext()
             )
             with autocast:
-                out = self.net(x)
-            return out.float().cpu().numpy()
+                return self.net(x)
 
-    def _to_device(self, pixels: np.ndarray) -> torch.Tensor:
+    def _to_device(self, pixels: np.ndarray, slot: int = 0) -> torch.Tensor:
         if self.device.type != "cuda":
             return torch.from_numpy(np.array(pixels))  # Arrow buffers are read-only
         n = len(pixels)
-        if self.pinned is None or self.pinned.shape[0] < n:
-            self.pinned = torch.empty((max(n, self.batch_size), *pixels.shape[1:]), dtype=torch.uint8).pin_memory()
-        staged = self.pinned[:n]
+        buffer = self.pinned[slot] if self.pinned is not None else None
+        if buffer is None or buffer.shape[0] < n or buffer.shape[1:] != pixels.shape[1:]:
+            buffer = torch.empty((max(n, self.batch_size), *pixels.shape[1:]), dtype=torch.uint8).pin_memory()
+            self.pinned = list(self.pinned or [None, None])
+            self.pinned[slot] = buffer
+        staged = buffer[:n]
+        # Two buffers in turn: a buffer is refilled two batches after its copy was queued, and the
+        # batch in between was synchronised by then, so that copy has finished.
         staged.numpy()[...] = pixels
-        # Safe to reuse the pinned buffer next call: .cpu() on the output waits for this copy.
         return staged.to(self.device, non_blocking=True)
 
     def _batch_from_memory(self) -> int:
@@ -117,7 +129,7 @@ class FeatureActor:
         torch.cuda.synchronize(self.device)
         torch.cuda.reset_peak_memory_stats(self.device)
         before = torch.cuda.memory_allocated(self.device)
-        self._forward(np.zeros((probe, height, width, 3), dtype=np.uint8))
+        self._forward(np.zeros((probe, height, width, 3), dtype=np.uint8)).cpu()
         torch.cuda.synchronize(self.device)
         per_image = max(1, (torch.cuda.max_memory_allocated(self.device) - before) / probe)
         free, _ = torch.cuda.mem_get_info(self.device)
