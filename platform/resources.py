@@ -19,14 +19,15 @@ class PoolSize:
     max_size: int
     num_cpus: float
     num_gpus: float
+    # Actors started up front (None: Ray Data's default, the minimum).
+    initial_size: int | None = None
 
     def ray_kwargs(self) -> dict:
         """Keyword arguments for ``Dataset.map_batches`` with a callable class."""
-        return {
-            "concurrency": (self.min_size, self.max_size),
-            "num_cpus": self.num_cpus,
-            "num_gpus": self.num_gpus,
-        }
+        from ray.data import ActorPoolStrategy
+
+        compute = ActorPoolStrategy(min_size=self.min_size, max_size=self.max_size, initial_size=self.initial_size)
+        return {"compute": compute, "num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
 
 
 def cluster_cpus() -> float:

@@ -128,7 +128,8 @@ def start_seaweedfs(workdir: Path, timeout: float = 60.0) -> S3Server | None:
     config.write_text(json.dumps({"identities": [identity]}))
     args = [
         binary, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={data}", "-filer", "-s3",
-        f"-s3.config={config}", "-volume.max=8", "-master.volumeSizeLimitMB=64",
+        # Each bucket is a collection that takes several volumes at its first write.
+        f"-s3.config={config}", "-volume.max=64", "-master.volumeSizeLimitMB=64",
         *(f"-{name}={port}" for name, port in zip(names, ports) if name not in ("debug.port",)),
     ]
     log = open(data / "weed.log", "wb")  # noqa: SIM115 - closed by stop()

@@ -21,6 +21,7 @@ def test_cpu_pools_leave_room_for_the_stages_that_feed_them():
     pool = actor_pool(use_gpu=False)
     assert pool.max_size == 1  # the test session has 2 CPUs: one actor, one CPU left for reads
     assert pool.ray_kwargs()["num_cpus"] == 1.0
+    assert pool.ray_kwargs()["compute"].max_size == 1
     assert threads_for(1.0) == 1 and threads_for(0.25) == 1
 
 

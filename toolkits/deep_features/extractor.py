@@ -406,18 +406,18 @@ def _start_full(pool, dataset) -> dict:
     when its input is already computed or every node keeps a whole CPU beside
     its share of actors.
     """
+    import dataclasses
     import math
 
     import ray
     from ray.data.dataset import MaterializedDataset
 
-    kwargs = pool.ray_kwargs()
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     per_node = math.ceil(pool.max_size / max(1, len(nodes)))
     roomy = nodes and all(r.get("CPU", 0) - per_node * pool.num_cpus >= 1 for r in nodes)
     if roomy or isinstance(dataset, MaterializedDataset):
-        kwargs["concurrency"] = (pool.min_size, pool.max_size, pool.max_size)
-    return kwargs
+        pool = dataclasses.replace(pool, initial_size=pool.max_size)
+    return pool.ray_kwargs()
 
 
 def _actor_pool(device: str):
