@@ -348,8 +348,9 @@ class Frame:
         table = self._local_result()
         if table is not None:
             return Frame._make(TableSource(table))
+        distributed = isinstance(self._source, DatasetSource) and self._source.distributed
         with _surface_errors():
-            return Frame._make(DatasetSource(self.to_ray().materialize()))
+            return Frame._make(DatasetSource(self.to_ray().materialize(), distributed=distributed))
 
     def repartition(self, num_blocks: int) -> Frame:
         """Spread the frame over ``num_blocks`` blocks on the cluster (forces distributed execution).
@@ -364,7 +365,7 @@ class Frame:
         table = self._local_result()
         if table is not None and table.num_rows == 0:
             return self  # nothing to spread, and an empty Ray dataset forgets its schema
-        return Frame._make(DatasetSource(self.to_ray().repartition(num_blocks)))
+        return Frame._make(DatasetSource(self.to_ray().repartition(num_blocks), distributed=True))
 
     # ----------------------------------------------------------------- inspect
     @property

@@ -63,8 +63,10 @@ class TableSource:
 class DatasetSource:
     """Data on the cluster: a (lazy or materialised) Ray Dataset."""
 
-    def __init__(self, dataset: Any):
+    def __init__(self, dataset: Any, distributed: bool = False):
         self.dataset = dataset
+        # Set by repartition(): the user asked for the cluster, so never pull the data to the driver.
+        self.distributed = distributed
         self._fetched: pa.Table | None = None
         self._lock = threading.Lock()
 
@@ -76,7 +78,7 @@ class DatasetSource:
 
     def local_table(self) -> pa.Table | None:
         """The whole dataset in the driver, when it is materialised and small enough."""
-        if not self.materialized:
+        if self.distributed or not self.materialized:
             return None
         with self._lock:
             if self._fetched is None:

@@ -219,3 +219,9 @@ def test_bad_construction_input_is_explained():
         Frame(42)
     with pytest.raises(InputError, match="dtype"):
         Frame({"a": [1]}).apply(lambda r: r, dtype="no-such-type")
+
+
+def test_repartition_keeps_a_small_frame_on_the_cluster_even_when_materialized():
+    frame = Frame({"x": list(range(100))}).repartition(4).materialize()
+    assert not frame._is_local()
+    assert frame.filter(pl.col("x") < 10).num_rows() == 10
