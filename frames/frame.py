@@ -813,11 +813,24 @@ class Frame:
                 raise SchemaMismatchError(f"join key {k!r} is {lt} on the left but {rt} on the right; cast one side")
         if self._is_local() and other._is_local():
             return Frame._make(TableSource(thunk=lambda: joins.join_tables(self.to_arrow(), other.to_arrow(), keys, how)))
-        if how in ("inner", "left") and other._is_local():
+        if other._is_local():
             import ray
 
-            right_ref = ray.put(other.to_arrow())
-            return self._then(BlockOp(_BroadcastJoin(right_ref, keys, how), "join", preserves_rows=False, local=False))
+            right = other.to_arrow()
+            per_block = {"inner": "inner", "left": "left", "right": "inner", "outer": "left"}[how]
+            matched = self._then(
+                BlockOp(_BroadcastJoin(ray.put(right), keys, per_block), "join", preserves_rows=False, local=False)
+            )
+            if how in ("inner", "left"):
+                return matched
+            # Right rows that match no block are added once, from the driver (Ray's shuffle join is not needed).
+            seen = self.select(*keys).unique().to_arrow()
+            index = (
+                pl.from_arrow(right.select(keys)).with_row_index("__r")
+                .join(pl.from_arrow(seen), on=keys, how="anti")["__r"].to_arrow()
+            )
+            extra = joins.join_tables(self.schema.empty_table(), right.take(index), keys, "right")
+            return matched.union(Frame(extra))
         left, right = self.to_ray(), other.to_ray()
         from framelab.platform.resources import cluster_cpus
 
