@@ -210,6 +210,11 @@ def main(argv: list[str] | None = None) -> None:
     decode_rate = len(sample) / (time.perf_counter() - t0)
     t0 = time.perf_counter()
     decoded = _decode_all(tables, p, args.decode_procs)
+    if cuda:  # transform() hands a GPU actor _GPU_STAGE_ROWS rows a call (Ray Data joins decoded blocks)
+        from framelab.toolkits.deep_features.extractor import _GPU_STAGE_ROWS
+
+        step = max(1, _GPU_STAGE_ROWS // stage_batch)
+        decoded = [pa.concat_tables(decoded[i : i + step]).combine_chunks() for i in range(0, len(decoded), step)]
     pool_rate = len(data) / (time.perf_counter() - t0)
     bad = sum(t.column(PIXELS_COLUMN).null_count for t in decoded)
     print(f"# framelab decode_batch: {decode_rate:,.0f} images/s in one process; "

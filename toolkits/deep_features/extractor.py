@@ -30,6 +30,9 @@ _CONFIG_VERSION = 1
 # Rows per Ray Data batch when batch_size="auto". On a GPU the actor further
 # splits a batch into micro-batches that fit its free memory.
 _AUTO_BATCH = {"cpu": 32, "cuda": 256}
+# Rows a GPU actor takes per call: several micro-batches, so the host copy of one overlaps the
+# GPU's work on the previous (a call of one micro-batch leaves the GPU idle during its copy).
+_GPU_STAGE_ROWS = 2048
 # Logical CPUs of one decode task: small, so decoding always fits beside the
 # model actors (even a 1-CPU node running one actor keeps room to decode).
 _DECODE_CPUS = {"cpu": 0.25, "cuda": 1.0}
@@ -289,7 +292,7 @@ class DeepFeatureExtractor:
             dataset = dataset.map_batches(
                 FeatureActor,
                 batch_format="pyarrow",
-                batch_size=batch,
+                batch_size=_GPU_STAGE_ROWS if device == "cuda" and self.batch_size == "auto" else batch,
                 zero_copy_batch=True,
                 fn_constructor_args=(config,),
                 udf_modifying_row_count=False,
