@@ -14,7 +14,6 @@ import pyarrow.compute as pc
 
 from framelab.frames import aggregates, io, joins, sampling
 from framelab.frames.errors import (
-    ColumnNotFoundError,
     ExpressionError,
     FramelabError,
     InputError,
@@ -1149,4 +1148,4 @@ def _from_batch(batch: Any) -> pa.Table:
         raise InputError(f"map_batches: the function must return a batch (table, DataFrame or dict of arrays): {exc}") from exc
 
 
-__all__ = ["Frame", "GroupBy", "ColumnNotFoundError"]
+__all__ = ["Frame", "GroupBy"]
