@@ -151,6 +151,24 @@ def row_function(fn: Callable[[dict], Any], dtype: pa.DataType | None) -> Callab
     return run
 
 
+def storage_table(table: pa.Table) -> pa.Table:
+    """The table with extension columns (images) replaced by their storage, for polars and hashing.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> from framelab.frames.expressions import storage_table
+        >>> storage_table(pa.table({"x": [1]})).column_names
+        ['x']
+    """
+    columns = [
+        pa.chunked_array([c.storage for c in col.chunks], type=col.type.storage_type)
+        if isinstance(col.type, pa.ExtensionType)
+        else col
+        for col in table.columns
+    ]
+    return pa.Table.from_arrays(columns, names=table.column_names)
+
+
 def normalize_array(array: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """Map polars' large/view string and list types back to the plain Arrow ones."""
     target = normalize_type(array.type)

@@ -26,6 +26,7 @@ from framelab.frames.expressions import (
     evaluate,
     normalize_type,
     row_function,
+    storage_table,
 )
 from framelab.frames.plan import (
     LOCAL_BYTES,
@@ -713,13 +714,9 @@ class Frame:
         if column_name in self.columns:
             raise InputError(f"column {column_name!r} already exists; pick another column_name")
 
-        def number(t: pa.Table, offset: int) -> pa.Table:
-            ids = pa.array(np.arange(offset, offset + t.num_rows, dtype=np.int64))
-            return pa.Table.from_arrays([ids, *t.columns], schema=pa.schema([pa.field(column_name, pa.int64()), *t.schema], metadata=t.schema.metadata))
-
         table = self._local_result()
         if table is not None:
-            return Frame._make(TableSource(number(table, start)))
+            return Frame._make(TableSource(_number_block_fn(table, start, column_name)))
         import ray
 
         with _surface_errors():
@@ -1123,12 +1120,8 @@ def _to_batch(table: pa.Table, format: str) -> Any:
     if format == "arrow":
         return table
     if format == "polars":
-        plain = {}
-        for name, column in zip(table.column_names, table.columns):
-            if isinstance(column.type, pa.ExtensionType):
-                column = pa.chunked_array([c.storage for c in column.chunks], type=column.type.storage_type)
-            plain[name] = column
-        return pl.from_arrow(pa.table(plain)) if plain else pl.DataFrame()
+        plain = storage_table(table)
+        return pl.from_arrow(plain) if plain.num_columns else pl.DataFrame()
     if format == "pandas":
         return table.to_pandas()
     out = {}

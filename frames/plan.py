@@ -110,7 +110,6 @@ def concat(tables: list[pa.Table]) -> pa.Table:
     first = tables[0].schema
     out = pa.concat_tables(tables, promote_options="permissive")
     if out.schema.equals(first, check_metadata=False):
-        out = out.replace_schema_metadata(first.metadata)
         out = pa.Table.from_arrays(out.columns, schema=first)
     return out
 

@@ -11,6 +11,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from framelab.frames.expressions import storage_table
+
 
 def row_uniforms(table: pa.Table, seed: int) -> np.ndarray:
     """One number in [0, 1) per row, fixed by the row's content and ``seed``.
@@ -24,12 +26,8 @@ def row_uniforms(table: pa.Table, seed: int) -> np.ndarray:
     """
     if table.num_rows == 0:
         return np.zeros(0)
-    columns = {}
-    for name, column in zip(table.column_names, table.columns):
-        if isinstance(column.type, pa.ExtensionType):
-            column = pa.chunked_array([c.storage for c in column.chunks], type=column.type.storage_type)
-        columns[name] = column
-    df = pl.from_arrow(pa.table(columns)) if columns else pl.DataFrame(height=table.num_rows)
+    plain = storage_table(table)
+    df = pl.from_arrow(plain) if plain.num_columns else pl.DataFrame(height=table.num_rows)
     content = df.hash_rows(seed=seed) if df.width else pl.Series("h", np.zeros(table.num_rows, dtype=np.uint64))
     keyed = pl.DataFrame({"h": content}).with_columns(occ=pl.int_range(pl.len()).over("h"))
     mixed = keyed.select(pl.struct("h", "occ").hash(seed=seed)).to_series().to_numpy()
