@@ -174,8 +174,12 @@ class Frame:
         return cls(df)
 
     @classmethod
-    def from_ray(cls, dataset: Any) -> Frame:
+    def from_ray(cls, dataset: Any, schema: pa.Schema | None = None) -> Frame:
         """A Frame over a Ray Dataset, lazily (nothing is executed).
+
+        Pass ``schema`` when you know the dataset's Arrow schema: then
+        ``frame.schema`` and operations that need it never run the pipeline
+        (without it, Ray Data executes the first block to find out).
 
         Example:
             >>> import ray.data
@@ -183,7 +187,9 @@ class Frame:
             >>> Frame.from_ray(ray.data.range(3)).num_rows()
             3
         """
-        return cls._make(DatasetSource(dataset))
+        if schema is not None and not isinstance(schema, pa.Schema):
+            raise InputError(f"schema must be a pyarrow.Schema, got {type(schema).__name__}")
+        return cls._make(DatasetSource(dataset, schema=schema))
 
     @classmethod
     def _read(cls, kind: str, url: Any, storage_options: dict | None, **options: Any) -> Frame:
@@ -388,6 +394,8 @@ class Frame:
             return self.head(1).to_arrow().schema
         if isinstance(self._source, TableSource):
             base = self._source.table().schema
+        elif self._source.schema is not None:
+            base = self._source.schema
         else:
             ray_schema = self._source.dataset.schema()
             base = getattr(ray_schema, "base_schema", ray_schema)

@@ -63,10 +63,12 @@ class TableSource:
 class DatasetSource:
     """Data on the cluster: a (lazy or materialised) Ray Dataset."""
 
-    def __init__(self, dataset: Any, distributed: bool = False):
+    def __init__(self, dataset: Any, distributed: bool = False, schema: pa.Schema | None = None):
         self.dataset = dataset
         # Set by repartition(): the user asked for the cluster, so never pull the data to the driver.
         self.distributed = distributed
+        # Known up front (read_images knows its columns), so asking for it runs nothing.
+        self.schema = schema
         self._fetched: pa.Table | None = None
         self._lock = threading.Lock()
 

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from framelab.frames.errors import InputError
 from framelab.frames.images.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, probe_image
-from framelab.frames.images.image_type import image_array
+from framelab.frames.images.image_type import image_array, image_type
 
 if TYPE_CHECKING:
     import fsspec
@@ -87,6 +87,7 @@ def read_images(
     """
     from framelab.frames.frame import Frame
 
+    schema = _output_schema(include_paths=include_paths, label_from=label_from, on_error=on_error)
     return Frame.from_ray(
         read_images_dataset(
             paths,
@@ -98,8 +99,21 @@ def read_images(
             storage_options=storage_options,
             max_pixels=max_pixels,
             verify=verify,
-        )
+        ),
+        schema=schema,
     )
+
+
+def _output_schema(*, include_paths: bool, label_from: str | None, on_error: str) -> pa.Schema:
+    """The columns :func:`read_block` produces for these options."""
+    fields = [pa.field("image", image_type())]
+    if include_paths:
+        fields.append(pa.field("path", pa.string()))
+    if label_from == "folder":
+        fields.append(pa.field("label", pa.string()))
+    if on_error == "null":
+        fields.append(pa.field("error", pa.string()))
+    return pa.schema(fields)
 
 
 def read_images_dataset(

@@ -184,6 +184,19 @@ def test_read_images_accepts_lists_globs_file_urls_and_no_paths(small_tree):
     assert flat.num_rows == 0
 
 
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"include_paths": False}, {"label_from": "folder"}, {"on_error": "drop", "label_from": "folder"},
+     {"on_error": "raise", "include_paths": False}],
+)
+def test_read_images_knows_its_schema_without_reading_and_it_matches_the_data(small_tree, options):
+    frame = read_images(str(small_tree), **options)
+    assert frame._source.schema is not None  # declared up front: asking for it runs nothing
+    assert frame.schema == frame.to_arrow().schema
+    with pytest.raises(InputError, match="pyarrow.Schema"):
+        Frame.from_ray(frame.to_ray(), schema={"image": "image"})
+
+
 def test_read_images_validates_its_arguments_in_one_place(small_tree):
     with pytest.raises(InputError, match="on_error"):
         read_images(str(small_tree), on_error="ignore")
