@@ -160,6 +160,17 @@ def _configure_ray_data(quiet: bool) -> None:
     ctx.enable_progress_bars = interactive
     ctx.enable_operator_progress_bars = interactive
     ctx.print_on_execution_start = not quiet
+    # Ray Data reserves CPUs per operator, and keeps the reservation of a listing or
+    # repartition stage that has produced everything until its outputs are all
+    # consumed: on a 2-core machine one core sat idle for most of a read_images
+    # pass. Without reservations, CPUs go to whichever stage has work.
+    ctx.op_resource_reservation_enabled = False
+    # read_images splits its listing into blocks with a streaming repartition, a
+    # task that holds a CPU until the readers have taken all but its last 2 blocks.
+    # Path blocks are a few KB, so let it finish ahead; framelab's other stages
+    # yield one block per task, which this does not change.
+    if hasattr(ctx, "_max_num_blocks_in_streaming_gen_buffer"):
+        ctx._max_num_blocks_in_streaming_gen_buffer = 64
     if quiet:
         for name in ("ray.data", "ray.train", "ray.tune"):
             logging.getLogger(name).setLevel(logging.WARNING)

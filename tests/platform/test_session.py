@@ -25,6 +25,16 @@ def test_cpu_pools_leave_room_for_the_stages_that_feed_them():
     assert threads_for(1.0) == 1 and threads_for(0.25) == 1
 
 
+def test_the_session_lets_ray_data_use_every_core_for_reads():
+    import ray.data
+
+    connect()
+    ctx = ray.data.DataContext.get_current()
+    # With per-operator reservations, finished listing stages kept a core idle on 2-core machines.
+    assert ctx.op_resource_reservation_enabled is False
+    assert getattr(ctx, "_max_num_blocks_in_streaming_gen_buffer", 64) == 64
+
+
 def test_asking_for_gpus_on_a_cpu_cluster_says_what_to_do():
     import pytest
 
