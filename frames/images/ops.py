@@ -14,12 +14,15 @@ only then produces its output: an image column (re-encoded; the default), a
 uint8 ``H x W x C`` tensor column (``decode()``) or a float32 ``C x H x W``
 tensor in [0, 1] (``to_tensor()``). Steps run block by block on the cluster.
 Every decode is EXIF-upright (see :func:`open_image`). A null image, or one that
-fails to decode, gives a null result in its row; other rows are unaffected.
+fails to decode, gives a null result in its row (with a warning that counts
+them); other rows are unaffected.
 """
 
 from __future__ import annotations
 
 import io
+import logging
+import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -36,6 +39,8 @@ from framelab.frames.images.image_type import (
     pixels_array,
     pixels_type,
 )
+
+_log = logging.getLogger("framelab.images")
 
 RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -192,15 +197,21 @@ class ImageExpr(ColumnExpr):
         results: list = []
         formats: list[str | None] = []
         storage_fmt = column.combine_chunks().storage.field("format").to_pylist() if len(column) else []
+        failed, first = 0, ""
         for data, fmt in zip(image_bytes(column), storage_fmt):
             img = None
             if data is not None:
                 try:
                     img = self._apply(open_image(data, max_pixels=self.max_pixels))
-                except Exception:  # noqa: BLE001 - one bad image gives one null row
-                    img = None
+                except Exception as exc:  # noqa: BLE001 - one bad image gives one null row
+                    failed, first = failed + 1, first or str(exc)
             results.append(img)
             formats.append(fmt)
+        if failed:
+            # read_images(verify=True) passes a complete JPEG damaged inside; say so here.
+            message = f"{self!r}: {failed} of {len(column)} image(s) in this block failed ({first}); their rows are null"
+            _log.warning(message)
+            warnings.warn(message, stacklevel=2)
         if self.output == "image":
             return self._encode(results, formats)
         arrays = [None if img is None else to_numpy(img) for img in results]

@@ -237,6 +237,39 @@ def test_bad_files_are_dropped_or_stop_the_job_naming_the_file(bad_folder):
         read_images(str(root), on_error="raise").to_arrow()
 
 
+def _damaged_inside(jpeg: bytes) -> bytes:
+    """The JPEG with junk in its middle (end marker intact) that PIL refuses to decode."""
+    import io
+    import random
+
+    from PIL import Image
+
+    for seed in range(50):
+        rng, data = random.Random(seed), bytearray(jpeg)
+        for i in range(len(data) // 2, len(data) // 2 + 200):
+            data[i] = rng.randrange(256)
+        try:
+            Image.open(io.BytesIO(bytes(data))).load()
+        except OSError:
+            return bytes(data)
+    raise AssertionError("no seed broke the stream")
+
+
+def test_verify_catches_truncation_by_default_and_inner_damage_when_full(small_tree, tmp_path):
+    src = sorted(small_tree.rglob("*.jpg"))[0]
+    damaged = tmp_path / "damaged.jpg"
+    damaged.write_bytes(_damaged_inside(src.read_bytes()))
+    quick = read_images([str(damaged)]).to_arrow()
+    assert quick.column("error")[0].as_py() is None  # complete file: the end marker passes it
+    with pytest.warns(UserWarning, match="1 of 1 image"):
+        pixels = images.col("image").decode().evaluate(quick)
+    assert pixels.null_count == 1  # ...and the decode step nulls the row and says why
+    full = read_images([str(damaged)], verify="full").to_arrow()
+    assert "cannot decode" in full.column("error")[0].as_py()
+    with pytest.raises(InputError, match="verify"):
+        read_images(str(small_tree), verify="fast")
+
+
 def test_a_read_task_warns_with_the_count_of_failed_files(bad_folder):
     import fsspec
 
