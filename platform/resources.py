@@ -27,7 +27,8 @@ class PoolSize:
         from ray.data import ActorPoolStrategy
 
         compute = ActorPoolStrategy(min_size=self.min_size, max_size=self.max_size, initial_size=self.initial_size)
-        return {"compute": compute, "num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+        # Fractional-CPU actors would otherwise pack onto whichever node had room first.
+        return {"compute": compute, "num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "scheduling_strategy": "SPREAD"}
 
 
 def cluster_cpus() -> float:

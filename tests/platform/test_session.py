@@ -33,6 +33,8 @@ def test_the_session_lets_ray_data_use_every_core_for_reads():
     # With per-operator reservations, finished listing stages kept a core idle on 2-core machines.
     assert ctx.op_resource_reservation_enabled is False
     assert getattr(ctx, "_max_num_blocks_in_streaming_gen_buffer", 64) == 64
+    assert ctx.execution_options.preserve_order is True  # frames keep their row order
+    assert ctx.wait_for_min_actors_s > 0  # pools are placed before the tasks that feed them
 
 
 def test_asking_for_gpus_on_a_cpu_cluster_says_what_to_do():
