@@ -311,3 +311,11 @@ def test_extraction_spreads_over_both_nodes_and_returns_every_row_once(two_node_
     assert out.column("deep_features").null_count == 0
     nodes = {name.split(".")[0] for name in os.listdir(tmp_path)}
     assert len(nodes) == 2, f"the model ran on {len(nodes)} node(s): {sorted(os.listdir(tmp_path))}"
+
+
+def test_cpu_decode_tasks_get_only_the_cpus_the_actors_leave():
+    from framelab.toolkits.deep_features.extractor import _actor_pool, _decode_concurrency
+
+    pool = _actor_pool("cpu")  # the test session: 2 CPUs, two half-CPU actors
+    assert _decode_concurrency("cpu", pool) == {"concurrency": 1}
+    assert _decode_concurrency("cuda", pool) == {}
