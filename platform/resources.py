@@ -26,7 +26,14 @@ class PoolSize:
         """Keyword arguments for ``Dataset.map_batches`` with a callable class."""
         from ray.data import ActorPoolStrategy
 
-        compute = ActorPoolStrategy(min_size=self.min_size, max_size=self.max_size, initial_size=self.initial_size)
+        # A CPU actor's task is long (a model on a batch): two in flight keep it
+        # busy, and more let Ray Data's locality pile queued work on one node's
+        # actor while another node's sits idle.
+        in_flight = 2 if self.num_gpus == 0 else None
+        compute = ActorPoolStrategy(
+            min_size=self.min_size, max_size=self.max_size, initial_size=self.initial_size,
+            max_tasks_in_flight_per_actor=in_flight,
+        )
         # Fractional-CPU actors would otherwise pack onto whichever node had room first.
         return {"compute": compute, "num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "scheduling_strategy": "SPREAD"}
 

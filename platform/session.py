@@ -160,11 +160,6 @@ def _configure_ray_data(quiet: bool) -> None:
     ctx.enable_progress_bars = interactive
     ctx.enable_operator_progress_bars = interactive
     ctx.print_on_execution_start = not quiet
-    # Ray Data reserves CPUs per operator, and keeps the reservation of a listing or
-    # repartition stage that has produced everything until its outputs are all
-    # consumed: on a 2-core machine one core sat idle for most of a read_images
-    # pass. Without reservations, CPUs go to whichever stage has work.
-    ctx.op_resource_reservation_enabled = False
     # A frame's rows have an order (head, add_row_number, to_arrow keep it); with
     # read tasks finishing side by side, Ray Data would otherwise hand blocks back
     # in completion order.

@@ -192,6 +192,8 @@ def test_read_images_accepts_lists_globs_file_urls_and_no_paths(small_tree):
 def test_read_images_knows_its_schema_without_reading_and_it_matches_the_data(small_tree, options):
     frame = read_images(str(small_tree), **options)
     assert frame._source.schema is not None  # declared up front: asking for it runs nothing
+    # No per-operator CPU reservation: it kept a core idle behind the finished listing.
+    assert frame.to_ray().context.op_resource_reservation_enabled is False
     assert frame.schema == frame.to_arrow().schema
     with pytest.raises(InputError, match="pyarrow.Schema"):
         Frame.from_ray(frame.to_ray(), schema={"image": "image"})

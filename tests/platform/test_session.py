@@ -25,13 +25,11 @@ def test_cpu_pools_leave_room_for_the_stages_that_feed_them():
     assert threads_for(1.0) == 1 and threads_for(0.25) == 1
 
 
-def test_the_session_lets_ray_data_use_every_core_for_reads():
+def test_the_session_configures_ray_data_for_frames():
     import ray.data
 
     connect()
     ctx = ray.data.DataContext.get_current()
-    # With per-operator reservations, finished listing stages kept a core idle on 2-core machines.
-    assert ctx.op_resource_reservation_enabled is False
     assert getattr(ctx, "_max_num_blocks_in_streaming_gen_buffer", 64) == 64
     assert ctx.execution_options.preserve_order is True  # frames keep their row order
     assert ctx.wait_for_min_actors_s > 0  # pools are placed before the tasks that feed them

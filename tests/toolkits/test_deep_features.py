@@ -319,3 +319,10 @@ def test_cpu_decode_tasks_get_only_the_cpus_the_actors_leave():
     pool = _actor_pool("cpu")  # the test session: 2 CPUs, two half-CPU actors
     assert _decode_concurrency("cpu", pool) == {"concurrency": 1}
     assert _decode_concurrency("cuda", pool) == {}
+
+
+def test_the_features_frame_knows_its_schema_before_running_the_model():
+    frame = Frame({"id": list(range(4)), "data": pa.array([_png(i) for i in range(4)], pa.binary())})
+    out = DeepFeatureExtractor(_tiny_module(), preprocessing=TINY_PREP).transform(frame, image_column="data")
+    declared = out.schema  # from the plan alone: no actor has started yet
+    assert declared.equals(out.to_arrow().schema, check_metadata=True)

@@ -303,7 +303,9 @@ class DeepFeatureExtractor:
                 max_task_retries=_ACTOR_RETRIES,
                 **_start_full(pool, source),
             )
-        return Frame.from_ray(dataset)
+        # Known without running anything: asking a lazy frame for its schema
+        # would otherwise start the actor pool and run the model on a block.
+        return Frame.from_ray(dataset, schema=schema.append(config.output_field))
 
     def _resolve(self) -> _Resolved:
         if self._resolved is None:
@@ -430,9 +432,13 @@ def _decode_concurrency(device: str, pool) -> dict:
     (1,200 Caltech images on 2 cores: 31 images/s unbounded, 45 with one decode task)."""
     if device == "cuda":
         return {}  # decoding is the bottleneck there; GPU actors hold a sliver of CPU
+    import ray
+
     from framelab.platform.resources import cluster_cpus
 
-    return {"concurrency": max(1, int(cluster_cpus() - pool.max_size * pool.num_cpus))}
+    # At least one per node, so every node's actors are fed from local blocks.
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    return {"concurrency": max(1, nodes, int(cluster_cpus() - pool.max_size * pool.num_cpus))}
 
 
 def _actor_pool(device: str):
