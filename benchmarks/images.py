@@ -76,9 +76,6 @@ def main() -> None:
 
     cpus = os.cpu_count() or 1
     connect(num_cpus=cpus)
-    import ray.data
-
-    reservation = ray.data.DataContext.get_current().op_resource_reservation_enabled
     files = sorted(str(p) for p in Path(args.data).rglob("*.jpg"))
     n = len(files)
     sides = {
@@ -103,8 +100,7 @@ def main() -> None:
                 times[name].append(elapsed)
 
     print(f"\nread + decode + resize to {SIZE}x{SIZE} RGB, {n} Caltech JPEGs, {args.rounds} interleaved rounds")
-    # connect() sets this for the whole session, so both Ray Data sides run under it.
-    print(f"Ray Data operator CPU reservation: {'on' if reservation else 'off (framelab session default)'}")
+    print("Ray Data operator CPU reservation: Ray's default for read_images, off for framelab's read (its own context)")
     print(f"machine: {cpus} cores, no GPU, {platform.python_implementation()} {platform.python_version()}")
     print("mean pixel value (output check): " + ", ".join(f"{k} {v:.2f}" for k, v in means.items()))
     print(f"framelab cold first call (fresh session, includes Ray Data warm-up): {cold:.2f} s\n")
