@@ -21,6 +21,8 @@ class PoolSize:
     num_gpus: float
     # Actors started up front (None: Ray Data's default, the minimum).
     initial_size: int | None = None
+    # CPUs of the cluster a full pool leaves to the tasks that feed it.
+    spare_cpus: float = 0.0
 
     def ray_kwargs(self) -> dict:
         """Keyword arguments for ``Dataset.map_batches`` with a callable class."""
@@ -103,7 +105,9 @@ def actor_pool(
     size = max(1, math.floor(free / cpus_per_actor))
     if max_actors is not None:
         size = max(1, min(size, max_actors))
-    return PoolSize(min_size=1, max_size=size, num_cpus=cpus_per_actor, num_gpus=0.0)
+    return PoolSize(
+        min_size=1, max_size=size, num_cpus=cpus_per_actor, num_gpus=0.0, spare_cpus=cpus - size * cpus_per_actor
+    )
 
 
 def threads_for(num_cpus: float) -> int:

@@ -164,17 +164,11 @@ def _configure_ray_data(quiet: bool) -> None:
     # read tasks finishing side by side, Ray Data would otherwise hand blocks back
     # in completion order.
     ctx.execution_options.preserve_order = True
-    # read_images splits its listing into blocks with a streaming repartition, a
-    # task that holds a CPU until the readers have taken all but its last 2 blocks.
-    # Path blocks are a few KB, so let it finish ahead; framelab's other stages
-    # yield one block per task, which this does not change.
-    if hasattr(ctx, "_max_num_blocks_in_streaming_gen_buffer"):
-        ctx._max_num_blocks_in_streaming_gen_buffer = 64
-    # Without reservations nothing keeps the tasks feeding an actor pool from
-    # filling a node before the pool's actors are placed there. Starting a pool's
-    # first actors before any task of the pipeline runs places (and spreads) them
-    # on empty nodes; a pool the cluster cannot fit fails with Ray's message after
-    # ten minutes instead of waiting forever.
+    # Nothing else keeps the tasks feeding an actor pool (read_images' run without
+    # CPU reservations) from filling a node before the pool's actors are placed.
+    # Starting a pool's first actors before any task of the pipeline runs places
+    # (and spreads) them on empty nodes; a pool the cluster cannot fit fails with
+    # Ray's message after ten minutes instead of waiting forever.
     ctx.wait_for_min_actors_s = 600
     if quiet:
         for name in ("ray.data", "ray.train", "ray.tune"):

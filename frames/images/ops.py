@@ -21,8 +21,6 @@ them); other rows are unaffected.
 from __future__ import annotations
 
 import io
-import logging
-import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -31,7 +29,13 @@ from PIL import Image
 
 from framelab.frames.errors import InputError
 from framelab.frames.expressions import ColumnExpr
-from framelab.frames.images.decode import DEFAULT_MAX_PIXELS, open_image, to_mode, to_numpy
+from framelab.frames.images.decode import (
+    DEFAULT_MAX_PIXELS,
+    open_image,
+    to_mode,
+    to_numpy,
+    warn_failures,
+)
 from framelab.frames.images.image_type import (
     image_array,
     image_bytes,
@@ -39,8 +43,6 @@ from framelab.frames.images.image_type import (
     pixels_array,
     pixels_type,
 )
-
-_log = logging.getLogger("framelab.images")
 
 RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -210,8 +212,7 @@ class ImageExpr(ColumnExpr):
         if failed:
             # read_images(verify=True) passes a complete JPEG damaged inside; say so here.
             message = f"{self!r}: {failed} of {len(column)} image(s) in this block failed ({first}); their rows are null"
-            _log.warning(message)
-            warnings.warn(message, stacklevel=2)
+            warn_failures(message)
         if self.output == "image":
             return self._encode(results, formats)
         arrays = [None if img is None else to_numpy(img) for img in results]

@@ -10,16 +10,19 @@ and memory stays bounded by Ray Data's backpressure, not by the corpus size.
 
 from __future__ import annotations
 
-import logging
 import posixpath
-import warnings
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from framelab.frames.errors import InputError
-from framelab.frames.images.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, probe_image
+from framelab.frames.images.decode import (
+    DEFAULT_MAX_PIXELS,
+    ImageDecodeError,
+    probe_image,
+    warn_failures,
+)
 from framelab.frames.images.image_type import image_array, image_type
 
 if TYPE_CHECKING:
@@ -36,7 +39,6 @@ FILES_PER_BLOCK = 64
 _LIST_CPUS = 0.1
 _LIST_THREADS = 8
 _PATHS_SCHEMA = pa.schema([("path", pa.string()), ("kind", pa.string())])
-_log = logging.getLogger("framelab.images")
 
 
 class ImageReadError(InputError):
@@ -156,11 +158,16 @@ def read_images_dataset(
     protocol = _protocol(fs)
     blocks = max(1, min(len(rows), len(rows) // FILES_PER_BLOCK + 1))
     listed = ray.data.from_items(rows, override_num_blocks=blocks)
-    # Ray Data reserves CPUs per operator and keeps the reservation of the listing
-    # and repartition stages until their outputs are all consumed: on 2 cores one
-    # core sat idle for most of a read (0.63 -> 0.9 of a PIL loop without). This
-    # is the dataset's own context, shared only by pipelines built on this read.
-    listed.context.op_resource_reservation_enabled = False
+    # Two Ray Data defaults left one of 2 cores idle for most of a read (0.63 -> 0.9
+    # of a PIL loop without them). Set on this dataset's own context, so only
+    # pipelines built on this read see them. Per-operator CPU reservations stay
+    # with the listing and repartition stages until their outputs are consumed;
+    # and the repartition below, a task holding a CPU, pauses until the readers
+    # have taken all but 2 of its blocks (path blocks are a few KB: let it run ahead).
+    ctx = listed.context
+    ctx.op_resource_reservation_enabled = False
+    if hasattr(ctx, "_max_num_blocks_in_streaming_gen_buffer"):
+        ctx._max_num_blocks_in_streaming_gen_buffer = 64
     if any(r["kind"] == "root" for r in rows):
         # A listing task asks for little CPU: it waits on the store, and a
         # distinct CPU request keeps Ray Data from fusing it with the readers
@@ -405,8 +412,7 @@ def read_block(
             f"read_images: {failed} of {len(paths)} file(s) in this block could not be read "
             f"({action}); first: {_display_path(paths[first], protocol)}: {errors[first]}"
         )
-        _log.warning(message)
-        warnings.warn(message, stacklevel=2)
+        warn_failures(message)
     if on_error == "drop":
         import pyarrow.compute as pc
 

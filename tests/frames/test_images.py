@@ -194,6 +194,7 @@ def test_read_images_knows_its_schema_without_reading_and_it_matches_the_data(sm
     assert frame._source.schema is not None  # declared up front: asking for it runs nothing
     # No per-operator CPU reservation: it kept a core idle behind the finished listing.
     assert frame.to_ray().context.op_resource_reservation_enabled is False
+    assert getattr(frame.to_ray().context, "_max_num_blocks_in_streaming_gen_buffer", 64) == 64
     assert frame.schema == frame.to_arrow().schema
     with pytest.raises(InputError, match="pyarrow.Schema"):
         Frame.from_ray(frame.to_ray(), schema={"image": "image"})

@@ -30,7 +30,6 @@ def test_the_session_configures_ray_data_for_frames():
 
     connect()
     ctx = ray.data.DataContext.get_current()
-    assert getattr(ctx, "_max_num_blocks_in_streaming_gen_buffer", 64) == 64
     assert ctx.execution_options.preserve_order is True  # frames keep their row order
     assert ctx.wait_for_min_actors_s > 0  # pools are placed before the tasks that feed them
 

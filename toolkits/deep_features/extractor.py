@@ -434,11 +434,9 @@ def _decode_concurrency(device: str, pool) -> dict:
         return {}  # decoding is the bottleneck there; GPU actors hold a sliver of CPU
     import ray
 
-    from framelab.platform.resources import cluster_cpus
-
     # At least one per node, so every node's actors are fed from local blocks.
     nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
-    return {"concurrency": max(1, nodes, int(cluster_cpus() - pool.max_size * pool.num_cpus))}
+    return {"concurrency": max(1, nodes, int(pool.spare_cpus))}
 
 
 def _actor_pool(device: str):
