@@ -1,13 +1,25 @@
-# Two commands do all the set-up on a fresh machine:
+# Two commands do all the set-up on a fresh machine; both work in a virtual environment of their own (.venv),
+# so nothing installed on the machine before, and nothing installed after, changes what runs:
 #   make demo   - installs framelab and runs the Caltech-101 transfer-learning demo on an embedded local Ray
 #   make test   - installs framelab with its test tools, then runs ruff and the whole test suite
-PYTHON ?= python3
-STAMP := .setup.stamp
+# Installing takes the exact versions in requirements.lock with --no-deps, so pip's resolver has nothing to
+# search; `make lock` refreshes that file from pyproject.toml.
+VENV ?= .venv
+PYTHON ?= $(VENV)/bin/python
+# The stamp lives beside the interpreter it describes, so a removed venv is set up again.
+STAMP := $(dir $(PYTHON)).framelab-setup
+LOCK := requirements.lock
+LOCK_VENV := .lock-venv
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint lock
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m pip install -q -e '.[dev]'
+$(PYTHON):
+	python3 -m venv $(VENV)
+
+$(STAMP): $(PYTHON) $(LOCK) pyproject.toml setup.py
+	$(PYTHON) -m pip install -q --no-deps -r $(LOCK)
+	$(PYTHON) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PYTHON) -m pip check
 	@# headless Chromium renders the HTML explorer in the tests (Debian's package; needs root)
 	@if ! command -v chromium >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
@@ -16,10 +28,21 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(PYTHON) -m framelab.platform.cli demo
+	$(PYTHON) -m framelab.toolkits.cli demo
 
 lint: setup
 	$(PYTHON) -m ruff check .
 
 test: lint
 	$(PYTHON) -m pytest -q
+
+# Resolve pyproject.toml's dependencies (dev included) in a throw-away venv and pin every installed
+# distribution, transitive ones too. Run it after changing a dependency, and commit requirements.lock.
+lock:
+	rm -rf $(LOCK_VENV)
+	python3 -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q '.[dev]'
+	{ echo "# Exact versions of every dependency of framelab[dev], for Python 3.11 on Linux x86_64."; \
+	  echo "# Made by 'make lock' from pyproject.toml; 'make setup' installs it with pip --no-deps."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable --exclude framelab --exclude pip; } > $(LOCK)
+	rm -rf $(LOCK_VENV)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CALTECH = REPO / "toolkits" / "datasets" / "caltech101_subset"
-SHARED_CORAL = Path("/work/shared/data/coral_test_images")
+CORAL = REPO / "tests" / "data" / "coral_test_images"
 _PLACEHOLDER = "__framelab_benchmark_placeholder__"
 
 
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"features vs float32 plain forward ({n_check} images): max |diff| {diff:.4g}, "
           f"cosine min {cos.min():.5f} mean {cos.mean():.5f} -> {'OK' if cos.min() >= 0.99 else 'MISMATCH'}")
 
-    coral = Path(args.coral) if args.coral else (SHARED_CORAL if SHARED_CORAL.is_dir() else None)
+    coral = Path(args.coral) if args.coral else (CORAL if CORAL.is_dir() else None)
     if coral is None:
         print("coral top-1: skipped (pass --coral DIR)")
     else:

@@ -5,6 +5,10 @@ Work (checked equal on every side):
 * filter + select + count on ``--rows`` rows (int64 key with 1,000 groups, float64 x, a string column);
 * group-by key with count, sum(x), mean(x) on the same rows;
 * an inner join of two ``--join-rows`` frames on an int64 key (row count checked);
+* a Parquet read with a filter and a projection: the same rows written to a file of 20 row
+  groups, sorted by an int64 ``day``; keep ``day >= 95%`` and two of five columns, result in the
+  driver (every side pushes both into its reader: polars ``scan_parquet``, Ray Data
+  ``read_parquet().filter(expr=).select_columns()``); row groups and columns framelab read are printed;
 * interactive latency on a 100,000-row frame in a warm session: ``head()`` and ``filter(...).num_rows()``;
 * cold start in a fresh process: ``connect()`` plus the first small operations.
 
@@ -44,6 +48,7 @@ os.environ.setdefault("FRAMELAB_LOCAL_BYTES", "0")
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 import pyarrow as pa  # noqa: E402
+import pyarrow.compute  # noqa: E402,F401
 
 GROUPS = 1_000
 THRESHOLD = 0.5  # keeps ~31% of standard-normal rows
@@ -125,6 +130,30 @@ def ray_join(left: Any, right: Any, partitions: int) -> int:
 
 def pl_join(left: pl.DataFrame, right: pl.DataFrame) -> int:
     return left.join(right, on="k").height
+
+
+def fl_parquet(path: str, day: int, where: str) -> pa.Table:
+    from framelab.frames import Frame, planner
+
+    # Files up to FRAMELAB_LOCAL_BYTES are read in the driver, bigger ones on the cluster; pin each side.
+    before = planner.LOCAL_BYTES
+    planner.LOCAL_BYTES = 1 << 62 if where == "local" else 0
+    try:
+        return Frame.read_parquet(path).filter(pl.col("day") >= day).select("key", "x").to_arrow()
+    finally:
+        planner.LOCAL_BYTES = before
+
+
+def ray_parquet(path: str, day: int) -> pa.Table:
+    import ray
+    from ray.data.expressions import col
+
+    ds = ray.data.read_parquet(path).filter(expr=col("day") >= day).select_columns(["key", "x"])
+    return pa.concat_tables(ray.get(ds.to_arrow_refs()))
+
+
+def pl_parquet(path: str, day: int) -> pa.Table:
+    return pl.scan_parquet(path).filter(pl.col("day") >= day).select("key", "x").collect().to_arrow()
 
 
 def fl_head(frame: Any) -> int:
@@ -350,6 +379,32 @@ def bench_join(run: Runner, rows: int, partitions: int) -> None:
     run.checks.append("inner join: " + same_value("join", out, expected))
 
 
+def bench_parquet(run: Runner, rows: int) -> None:
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    from framelab.frames import Frame
+
+    table = make_table(rows)
+    table = table.append_column("day", pa.array(np.arange(rows, dtype=np.int64)))
+    table = table.append_column("note", pa.array(np.full(rows, "a longer text column nobody reads")))
+    path = os.path.join(tempfile.mkdtemp(prefix="framelab-bench-"), "days.parquet")
+    pq.write_table(table, path, row_group_size=max(1, rows // 20))
+    day = int(rows * 0.95)
+    plan = Frame.read_parquet(path).filter(pl.col("day") >= day).select("key", "x").explain()
+    read = next(line.strip() for line in plan.splitlines() if line.strip().startswith("Read"))
+    run.notes.append(f"parquet read plan: {read}")
+    sides = {k: (lambda k=k: fl_parquet(path, day, k)) for k in run.modes}
+    sides |= {"ray": lambda: ray_parquet(path, day), "polars": lambda: pl_parquet(path, day)}
+    out = run.measure("parquet read: filter(day>=95%) + select(2 of 5 columns)", f"{rows:,} rows, 20 row groups", sides)
+    counts = {k: t.num_rows for k, t in out.items()}
+    sums = {k: round(float(pa.compute.sum(t.column("x")).as_py()), 6) for k, t in out.items()}
+    if len(set(sums.values())) != 1:
+        raise SystemExit(f"parquet read: sides disagree on sum(x): {sums}")
+    run.checks.append("parquet read: " + same_value("parquet", counts, rows - day) + ", sum(x) equal")
+
+
 def bench_interactive(run: Runner, pairs: int) -> None:
     frames, ds, df = run.build(make_table(INTERACTIVE_ROWS, seed=SEED + 2))
     size = f"{INTERACTIVE_ROWS:,} rows"
@@ -394,6 +449,7 @@ def main() -> None:
     run = Runner(modes, blocks, args.pairs)
     bench_big(run, args.rows)
     bench_join(run, args.join_rows, partitions)
+    bench_parquet(run, args.rows)
     bench_interactive(run, args.interactive_pairs)
 
     machine = (

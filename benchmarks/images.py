@@ -5,7 +5,7 @@ delivered to the driver), same machine, interleaved rounds (F R M, F R M, ...)
 after one warm-up round. Prints images/s and the per-round ratios framelab/anchor
 (median, min, max). Ray is started before the timed region.
 
-    python benchmarks/images.py [--rounds 5] [--data ../shared/data/caltech101_subset]
+    python benchmarks/images.py [--rounds 5] [--data toolkits/datasets/caltech101_subset]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 SIZE = 224
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "caltech101_subset"
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / "toolkits" / "datasets" / "caltech101_subset"
 
 
 def run_framelab(folder: str) -> tuple[int, float]:

@@ -1,6 +1,6 @@
 """Transfer learning, measured: a linear classifier on MobileNetV2 features vs on raw pixels.
 
-The 1,200 Caltech-101 images (20 classes x 60) of shared/data/caltech101_subset; features from
+The 1,200 Caltech-101 images (20 classes x 60) bundled in toolkits/datasets/caltech101_subset; features from
 framelab's deep_features.extract (the bundled ImageNet MobileNetV2, penultimate layer), raw pixels
 as the images resized to 32x32 RGB. Each representation gets StandardScaler + LogisticRegression(C=1)
 on stratified half/half splits, the same splits for both, one per seed; the table gives mean, min and
@@ -31,12 +31,12 @@ from framelab.frames.vectors import vectors_to_numpy
 from framelab.platform.session import connect
 from framelab.toolkits import deep_features
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "caltech101_subset"
+CALTECH = Path(__file__).resolve().parents[1] / "toolkits" / "datasets" / "caltech101_subset"
 
 
 def files(per_class: int) -> list[str]:
     out = []
-    for folder in sorted(p for p in SHARED.iterdir() if p.is_dir()):
+    for folder in sorted(p for p in CALTECH.iterdir() if p.is_dir()):
         out += [str(p) for p in sorted(folder.glob("*.jpg"))[:per_class]]
     return out
 

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from framelab.frames.cells import records_text
+
 if TYPE_CHECKING:
     from framelab.frames.frame import Frame
 
@@ -27,7 +29,10 @@ def type_name(dtype: pa.DataType) -> str:
 def _cell(value: object, width: int = 24) -> str:
     if isinstance(value, dict) and "bytes" in value:
         return f"<image {value.get('width')}x{value.get('height')}>"
-    if isinstance(value, (bytes, bytearray)):
+    records = records_text(value)
+    if records is not None:
+        text = records
+    elif isinstance(value, (bytes, bytearray)):
         text = f"<{len(value)} bytes>"
     elif isinstance(value, list) and len(value) > 4:
         text = "[" + ", ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in value[:3]) + f", ... ({len(value)})]"

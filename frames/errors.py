@@ -33,7 +33,29 @@ class ExpressionError(FramelabError, ValueError):
 
 
 class InputError(FramelabError, ValueError):
-    """Bad input to a toolkit or reader (wrong type, empty, NaN, ...)."""
+    """Bad input to a toolkit or reader (wrong type, empty, NaN, ...).
+
+    Its message is kept apart from ``args``: Ray Data appends its retry advice
+    to the ``args`` of an error raised in a task, and the user should read
+    what framelab said, as framelab said it, whichever process raised it.
+
+    Example:
+        >>> import pickle
+        >>> from framelab.frames.errors import InputError
+        >>> err = InputError("no rows: pass a frame with rows"); err.args = (err.args[0] + " (retried 1/1)",)
+        >>> str(pickle.loads(pickle.dumps(err)))
+        'no rows: pass a frame with rows'
+    """
+
+    def __init__(self, message: str = "", *args: object):
+        super().__init__(message, *args)
+        self.message = message
+
+    def __str__(self) -> str:
+        return str(self.message)
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.message,))
 
 
 def check_columns(names: Iterable[str], existing: Iterable[str]) -> None:
@@ -41,7 +63,11 @@ def check_columns(names: Iterable[str], existing: Iterable[str]) -> None:
 
     Example:
         >>> from framelab.frames.errors import check_columns
-        >>> check_columns(["a"], ["a", "b"])
+        >>> check_columns(["a"], ["a", "b"])          # present: nothing to say
+        >>> check_columns(["c"], ["a", "b"])
+        Traceback (most recent call last):
+        ...
+        framelab.frames.errors.ColumnNotFoundError: no column named 'c'; the frame has: 'a', 'b'
     """
     existing = list(existing)
     missing = [n for n in names if n not in existing]

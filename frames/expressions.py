@@ -57,7 +57,11 @@ def check_blockwise(expr: pl.Expr, method: str) -> None:
     Example:
         >>> import polars as pl
         >>> from framelab.frames.expressions import check_blockwise
-        >>> check_blockwise(pl.col("x") * 2, "with_column")
+        >>> check_blockwise(pl.col("x") * 2, "with_column")      # row by row: fine
+        >>> check_blockwise(pl.col("x") - pl.col("x").mean(), "with_column")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        framelab.frames.errors.ExpressionError: with_column() evaluates expressions block by block ... Use frame.groupby(...).agg(...) for aggregates, ...
     """
     try:
         tree = json.loads(expr.meta.serialize(format="json"))

@@ -2,19 +2,66 @@
 
 Every Frame operation calls :func:`ensure_connected`, so a user who never calls
 :func:`connect` still gets a quiet local Ray sized for the machine.
+
+The embedded Ray listens on loopback only: its node address is 127.0.0.1, so
+the GCS, raylet, object manager and workers bind there and nothing on the
+machine's network can reach them. Joining a cluster (an address the user
+names) is what opens the network.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import sys
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from framelab.platform.errors import SessionMismatchError
 
 ADDRESS_ENV = "FRAMELAB_RAY_ADDRESS"
+LOOPBACK = "127.0.0.1"
 
 _lock = threading.Lock()
+T = TypeVar("T")
+# The actor that runs Ray Data pipelines inside the cluster for a Ray Client session.
+_cluster_driver = None
+_log = logging.getLogger("framelab.session")
+# Messages Ray prints that a framelab user can do nothing about: kept out of the
+# console (logged at DEBUG on "framelab.session") in sessions framelab starts.
+_NO_ACTION = {
+    # Token authentication is on for the local Ray framelab starts: that is what we want.
+    "ray._private.authentication.authentication_token_setup": ("Token authentication is enabled",),
+    # framelab shows its own progress display (framelab.platform.progress) instead of Ray Data's bars.
+    "ray.data._internal.progress": ("Progress bars disabled",),
+    # Said when a job starts while the actors of the one before are still being stopped; framelab sizes
+    # its pools to leave CPUs to the tasks that feed them, and a pool that cannot start fails after 10 min.
+    "ray.data.dataset": ("Warning: The Ray cluster currently does not have any available CPUs",),
+}
+
+
+class _DemoteToDebug(logging.Filter):
+    """Drop a logger's records that start with known texts, re-logging them at DEBUG."""
+
+    def __init__(self, prefixes: tuple[str, ...]):
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith(self.prefixes):
+            _log.debug("%s: %s", record.name, message)
+            return False
+        return True
+
+
+def _quiet_ray_messages() -> None:
+    for name, prefixes in _NO_ACTION.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DemoteToDebug) for f in logger.filters):
+            logger.addFilter(_DemoteToDebug(prefixes))
 
 
 @dataclass(frozen=True)
@@ -26,13 +73,31 @@ class SessionInfo:
     num_cpus: float
     num_gpus: float
     num_nodes: int
+    client: bool = False
 
     def __repr__(self) -> str:
-        where = "embedded local Ray" if self.local else f"Ray cluster at {self.address}"
+        if self.local:
+            where = "embedded local Ray"
+        elif self.client:
+            where = f"Ray cluster at {self.address} (Ray Client)"
+        else:
+            where = f"Ray cluster at {self.address}"
         return (
             f"SessionInfo({where}: {self.num_nodes} node(s), "
             f"{self.num_cpus:g} CPU(s), {self.num_gpus:g} GPU(s))"
         )
+
+
+@dataclass(frozen=True)
+class _Started:
+    """What framelab asked for when it started the current session (to spot a different ask)."""
+
+    address: str | None  # None: the embedded local Ray
+    sizes: tuple[tuple[str, int | None], ...]
+
+
+# The session framelab started; None when none is up or the user called ray.init themselves.
+_started: _Started | None = None
 
 
 def connect(
@@ -46,49 +111,80 @@ def connect(
 ) -> SessionInfo:
     """Start an embedded local Ray, or join a cluster; a no-op when already connected.
 
-    ``address`` may be ``"auto"`` (a cluster this machine belongs to),
-    ``"ray://host:10001"`` (Ray Client), or ``None``: then the
-    ``FRAMELAB_RAY_ADDRESS`` environment variable is used if set, and an
-    embedded local Ray sized for this machine otherwise.
+    ``address`` may be ``"auto"`` (a driver on a node of a running cluster),
+    ``"ray://host:10001"`` (Ray Client, from a laptop or notebook), a GCS
+    address ``host:6379``, or ``None``: then the ``FRAMELAB_RAY_ADDRESS``
+    environment variable is used if set, and an embedded local Ray sized for
+    this machine (listening on loopback only) otherwise. The sizes apply to the
+    embedded Ray only; a cluster has its own.
+
+    Once connected, calling it again with no arguments returns the running
+    session; asking for another address or other sizes raises
+    :class:`~framelab.platform.errors.SessionMismatchError` (call
+    :func:`shutdown` first), rather than answering from the old session as if
+    it had joined. When joining a cluster, Ray's authentication token is sent
+    if one is found (see :mod:`framelab.platform.auth`).
+
+    ``quiet`` (the default) keeps Ray's messages that need no action out of
+    the console (they are logged at DEBUG on ``framelab.*`` loggers, see
+    :mod:`framelab.platform.console`); pass ``quiet=False`` to see all of Ray's output.
 
     Example:
         >>> from framelab.platform.session import connect
         >>> info = connect()          # embedded local Ray
         >>> info.num_cpus >= 1
         True
+        >>> connect("ray://head:10001")  # doctest: +SKIP
+        Traceback (most recent call last):
+        SessionMismatchError: framelab is already connected to an embedded local Ray; ...
     """
     import ray
 
+    global _started, _cluster_driver
+    sizes = (("num_cpus", num_cpus), ("num_gpus", num_gpus), ("object_store_memory", object_store_memory))
     with _lock:
         if ray.is_initialized():
+            _check_same_session(address, sizes)
             return session_info()
+        _started = None
+        _cluster_driver = None
         address = resolve_address(address)
-        kwargs: dict = {
-            "ignore_reinit_error": True,
-            "include_dashboard": False,
-            "runtime_env": runtime_env,
-        }
+        given = [name for name, value in sizes if value is not None]
+        if address is not None and given:
+            raise ValueError(
+                f"{', '.join(given)} size an embedded local Ray; the cluster at {address!r} has its own "
+                f"resources. Drop {', '.join(given)} to join it, or drop the address to start a local Ray."
+            )
+        kwargs: dict = {"runtime_env": runtime_env}
         if quiet:
-            kwargs["logging_level"] = logging.WARNING
-            kwargs["log_to_driver"] = True
+            if not _is_client_address(address):
+                # Ray Client passes unknown arguments on to the server's ray.init (and says so).
+                kwargs["logging_level"] = logging.WARNING
+                kwargs["log_to_driver"] = True
+            _quiet_ray_messages()
+            from framelab.platform.console import filter_stderr
+
+            filter_stderr()
         if address is None:
             # "local" always starts our own Ray; without it ray.init joins whatever Ray
             # another process on this machine started last.
-            kwargs["address"] = "local"
-            kwargs.update(
-                num_cpus=num_cpus,
-                num_gpus=num_gpus,
-                object_store_memory=object_store_memory,
-            )
+            kwargs.update(address="local", include_dashboard=False, _node_ip_address=LOOPBACK, **dict(sizes))
+            with _loopback_node_address():
+                ray.init(**{k: v for k, v in kwargs.items() if v is not None})
         else:
+            from framelab.platform.auth import auth_hint, use_token_if_available
+
+            use_token_if_available()
             kwargs["address"] = address
-        try:
-            ray.init(**{k: v for k, v in kwargs.items() if v is not None})
-        except ConnectionError as exc:
-            raise ConnectionError(
-                f"could not reach a Ray cluster at {address!r}: {exc}. Check the address (and that the "
-                f"cluster is up), or unset {ADDRESS_ENV} to run on an embedded local Ray."
-            ) from exc
+            try:
+                ray.init(**{k: v for k, v in kwargs.items() if v is not None})
+            except (ConnectionError, ray.exceptions.AuthenticationError) as exc:
+                raise ConnectionError(
+                    f"could not reach a Ray cluster at {address!r}: {exc}. Check the address (and that the "
+                    f"cluster is up; a port-forward to it when it runs on Kubernetes). {auth_hint()} Or unset "
+                    f"{ADDRESS_ENV} to run on an embedded local Ray."
+                ) from None
+        _started = _Started(address, sizes)
         _configure_ray_data(quiet)
         return session_info()
 
@@ -105,7 +201,14 @@ def resolve_address(address: str | None = None) -> str | None:
 
 
 def ensure_connected() -> None:
-    """Connect with the defaults unless a session is already up (called by every Frame op)."""
+    """Connect with the defaults unless a session is already up (called by every Frame op).
+
+    Example:
+        >>> from framelab.platform.session import ensure_connected, session_info
+        >>> ensure_connected()
+        >>> session_info().num_cpus >= 1
+        True
+    """
     import ray
 
     if not ray.is_initialized():
@@ -126,39 +229,186 @@ def session_info() -> SessionInfo:
     ensure_connected()
     resources = ray.cluster_resources()
     nodes = [n for n in ray.nodes() if n.get("Alive")]
-    ctx = ray.get_runtime_context()
-    address = getattr(ctx, "gcs_address", "") or ""
+    client = _is_client_session()
+    if _started is not None:
+        local = _started.address is None
+        address = _started.address or _gcs_address()
+    else:
+        local = not client and not os.environ.get(ADDRESS_ENV) and len(nodes) <= 1
+        address = "" if client else _gcs_address()
     return SessionInfo(
         address=address,
-        local=not os.environ.get(ADDRESS_ENV) and len(nodes) <= 1,
+        local=local,
         num_cpus=float(resources.get("CPU", 0)),
         num_gpus=float(resources.get("GPU", 0)),
         num_nodes=len(nodes),
+        client=client,
     )
 
 
 def shutdown() -> None:
     """Disconnect from Ray (and stop the embedded local Ray if framelab started it).
 
+    (Its example is not run with the others: it would end the session they all share.)
+
     Example:
         >>> from framelab.platform.session import shutdown
-        >>> shutdown()
+        >>> shutdown()  # doctest: +SKIP
     """
     import ray
 
+    global _started, _cluster_driver
     with _lock:
         if ray.is_initialized():
             ray.shutdown()
+        _started = None
+        _cluster_driver = None
+
+
+def run_on_cluster(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call ``fn(*args, **kwargs)`` where a Ray Data pipeline can run: here, or inside the cluster.
+
+    Ray Data's executor cannot run in a Ray Client driver in Ray 2.60 (it
+    needs the process's own core worker), so in a Ray Client session ``fn``
+    runs in a zero-CPU actor on the head node, a driver inside the cluster
+    that lives as long as the session and owns what ``fn`` creates (a
+    materialised dataset's blocks stay valid). Elsewhere it is a plain call.
+    Return something small (a count, a path, refs): it travels to this process.
+
+    Example:
+        >>> from framelab.platform.session import run_on_cluster
+        >>> run_on_cluster(sum, [1, 2, 3])
+        6
+    """
+    if not _is_client_session():
+        return fn(*args, **kwargs)
+    import ray
+
+    global _cluster_driver
+    with _lock:
+        if _cluster_driver is None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            head = next((n["NodeID"] for n in ray.nodes()
+                         if n.get("Alive") and "node:__internal_head__" in n.get("Resources", {})), None)
+            options: dict = {"num_cpus": 0}
+            if head is not None:
+                options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(head, soft=True)
+            _cluster_driver = ray.remote(_ClusterDriver).options(**options).remote()
+    return ray.get(_cluster_driver.call.remote(fn, args, kwargs))
+
+
+class _ClusterDriver:
+    """An actor that runs driver code inside the cluster for a Ray Client session."""
+
+    def __init__(self) -> None:
+        # Ray Data reads its settings from the driver's context; give it the session's.
+        _configure_ray_data(quiet=True)
+
+    def call(self, fn: Callable, args: tuple, kwargs: dict) -> Any:
+        return fn(*args, **kwargs)
+
+
+def _check_same_session(address: str | None, sizes: tuple[tuple[str, int | None], ...]) -> None:
+    """Raise when a connect() call asks for something the running session is not."""
+    import warnings
+
+    asked = [f"{name}={value!r}" for name, value in sizes if value is not None]
+    if address is None and not asked:
+        return  # "whatever is running": the common case, every Frame op
+    request = ", ".join(([repr(address)] if address else []) + asked)
+    if _started is None:
+        # The user called ray.init themselves: framelab cannot tell what it joined.
+        warnings.warn(
+            f"Ray was started outside framelab (ray.init); connect({request}) uses that session as it "
+            "is. Call ray.shutdown() first to connect elsewhere.",
+            stacklevel=3,
+        )
+        return
+    embedded = _started.address is None
+    current = "an embedded local Ray" if embedded else f"the Ray cluster at {_started.address!r}"
+    same_place = address is None or (
+        address == "auto" and not embedded
+    ) or (not embedded and _same_address(address, _started.address))
+    if not same_place:
+        raise SessionMismatchError(
+            f"framelab is already connected to {current}; connect({request}) would not join "
+            f"{address!r}. Call framelab.platform.session.shutdown() first, then connect({request})."
+        )
+    started = dict(_started.sizes)
+    differs = [f"{name}={value!r} (running: {started[name]!r})" for name, value in sizes
+               if value is not None and value != started[name]]
+    if differs:
+        raise SessionMismatchError(
+            f"framelab is already connected to {current}, started with other sizes: {', '.join(differs)}. "
+            f"Call framelab.platform.session.shutdown() first, then connect({request})."
+        )
+
+
+def _same_address(a: str, b: str | None) -> bool:
+    def key(address: str) -> tuple[str, str]:
+        scheme, _, rest = address.strip().rstrip("/").rpartition("://")
+        return scheme, rest
+
+    return b is not None and key(a) == key(b)
+
+
+def _is_client_address(address: str | None) -> bool:
+    return bool(address) and address.startswith("ray://")
+
+
+def _is_client_session() -> bool:
+    try:
+        from ray.util.client import ray as client_ray
+
+        return bool(client_ray.is_connected())
+    except Exception:
+        return False
+
+
+def _gcs_address() -> str:
+    import ray
+
+    try:
+        return getattr(ray.get_runtime_context(), "gcs_address", "") or ""
+    except Exception:  # a Ray Client session has no GCS address of its own
+        return ""
+
+
+@contextlib.contextmanager
+def _loopback_node_address() -> Iterator[None]:
+    """Let ray.init keep 127.0.0.1 as the node address of the Ray it starts.
+
+    Ray replaces a loopback node address by the machine's network address
+    unless it runs in single-node mode (its default on macOS and Windows,
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``). With the node address left at
+    127.0.0.1 every Ray server binds loopback instead of all interfaces. The
+    processes ray.init starts inherit the variable; this process gets it back.
+    """
+    from ray._private import ray_constants
+
+    name = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
+    saved_env, saved_flag = os.environ.get(name), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[name] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved_env
 
 
 def _configure_ray_data(quiet: bool) -> None:
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
-    # Progress bars help at a terminal; in a notebook or a log they are noise.
-    interactive = sys.stderr.isatty()
-    ctx.enable_progress_bars = interactive
-    ctx.enable_operator_progress_bars = interactive
+    # One bar per job, framelab's own (framelab.platform.progress: a bar at a
+    # terminal or in a notebook, one summary line in a log), not one per operator.
+    ctx.enable_progress_bars = False
+    ctx.enable_operator_progress_bars = False
     ctx.print_on_execution_start = not quiet
     # A frame's rows have an order (head, add_row_number, to_arrow keep it); with
     # read tasks finishing side by side, Ray Data would otherwise hand blocks back

@@ -17,6 +17,13 @@ object refs), each actor prefers the blocks already on its node, and actors
 are spread over the nodes, so a data set that does not fit on one node still
 fits in the cluster.
 
+With ``max_restarts``, a shard whose actor dies (a lost node, an OOM kill) is
+rebuilt on a new actor: it fetches the same blocks again (their refs are kept,
+so they stay in the object store, spilled to disk under memory pressure),
+runs ``load``, replays the :meth:`ShardedArrays.map` calls that changed the
+state, then runs the call that was interrupted. An iterative fit carries on
+from where it was, with the same numbers.
+
 Example:
     >>> import numpy as np, ray
     >>> from framelab.platform.sharded import ShardedArrays
@@ -33,11 +40,16 @@ Example:
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from typing import Any
 
 import numpy as np
 import ray
+
+from framelab.platform.errors import NodeLostError
+from framelab.platform.remote_errors import surfaced_errors
 
 # Below this many bytes per shard, another actor costs more (process start,
 # one more round trip per pass) than the arithmetic it takes over.
@@ -50,6 +62,13 @@ IN_PROCESS_MAX_BYTES = 32 << 20
 _PUT_THRESHOLD = 64 << 10
 # How far above the mean load a shard may take a block to keep it on its node.
 _LOCALITY_SLACK = 1.25
+# How far a replacement actor has been brought when the call that needs it is sent.
+_NEW, _FETCHED, _LOADED = 0, 1, 2
+# How often a call waiting on the shards checks that their actors are alive.
+_LIVENESS_POLL_S = 5.0
+# How long a replacement shard actor may wait for a node with room before the loss is reported:
+# a cluster that lost a node may have no CPUs left for it, and waiting would hang the job.
+_REPLACEMENT_WAIT_S = 45.0
 
 
 class _Shard:
@@ -88,6 +107,7 @@ class ShardedArrays:
     (``offsets`` are their global row positions, for deterministic per-row
     choices) and returns the shard's state, typically a dict of numpy arrays.
     :meth:`map` then runs ``fn(state, *args)`` on every shard in parallel.
+    ``restarts`` counts the actors replaced after dying (see ``max_restarts``).
 
     Parameters:
         block_refs: object refs of the blocks (e.g. ``MaterializedDataset.to_arrow_refs()``);
@@ -97,6 +117,14 @@ class ShardedArrays:
             (sized by :func:`framelab.platform.resources.actor_pool`), at most
             one per block and one per ``MIN_SHARD_BYTES`` of data.
         cpus_per_shard: CPUs each actor reserves (and BLAS threads it uses).
+        max_restarts: how many times each shard may be rebuilt on a new actor
+            after its actor dies; 0 (the default) lets the error through. The
+            blocks then stay in the object store for the shards' lifetime, and
+            ``load`` and every state-changing ``fn`` must be deterministic.
+        gpus_per_shard: GPUs each actor reserves (0: none).
+        threads_per_shard: BLAS threads each actor uses, when not the CPUs
+            it reserves (a long-lived pool reserves a sliver of a CPU so it
+            never blocks the tasks that feed it, yet computes on a whole one).
 
     Example:
         >>> import numpy as np, ray
@@ -116,10 +144,22 @@ class ShardedArrays:
         num_shards: int | None = None,
         cpus_per_shard: float = 1.0,
         in_process: bool | None = None,
+        max_restarts: int = 0,
+        gpus_per_shard: float = 0.0,
+        threads_per_shard: int | None = None,
     ):
         from framelab.platform.resources import threads_for
 
+        if not isinstance(max_restarts, int) or max_restarts < 0:
+            raise ValueError(f"max_restarts must be an integer >= 0, got {max_restarts!r}")
         self._local: _Shard | None = None
+        self._max_restarts = max_restarts
+        self.restarts = 0  # actors replaced so far
+        # What a rebuilt shard needs: its blocks, how to load them, the state changes since.
+        self._block_refs: list = []
+        self._load = load
+        self._starts: list[int] = []
+        self._replay: list[tuple[Callable, list]] = []
         block_refs = list(block_refs)
         sizes = _object_sizes(block_refs)
         total_bytes = sum(s for s, _ in sizes)
@@ -134,32 +174,38 @@ class ShardedArrays:
                 raise ValueError("in_process=True holds one shard; pass num_shards=1 or None")
             self._start_in_process(block_refs, load)
             return
-        from framelab.platform.resources import cluster_cpus
+        from framelab.platform.resources import cluster_cpus, node_strategies
 
         # More shards than CPUs must still all start (or the first map would
         # wait forever): they then share the CPUs.
         cpus_per_shard = min(cpus_per_shard, max(cluster_cpus(), 0.01) / num_shards)
-        actor_cls = ray.remote(_Shard).options(
-            num_cpus=cpus_per_shard, scheduling_strategy="SPREAD"
-        )
-        self._actors = [actor_cls.remote(threads_for(cpus_per_shard)) for _ in range(num_shards)]
+        shard_cls = ray.remote(_Shard)
+        threads = threads_per_shard if threads_per_shard is not None else threads_for(cpus_per_shard)
+
+        def new_actor(strategy: Any = "SPREAD") -> Any:
+            return shard_cls.options(
+                num_cpus=cpus_per_shard, num_gpus=gpus_per_shard, scheduling_strategy=strategy
+            ).remote(threads)
+
+        self._new_actor = new_actor
+        self._actors = [new_actor(s) for s in node_strategies(num_shards)]
+        self._restart_counts = [0] * num_shards
+        if max_restarts:
+            self._block_refs = block_refs
         try:
             self.nodes: list[str] = ray.get([a.node_id.remote() for a in self._actors])
             self.assignment = _assign_blocks(sizes, self.nodes)
-            lengths = _get(
-                [a.fetch.remote([block_refs[i] for i in blocks])
-                 for a, blocks in zip(self._actors, self.assignment)]
+            lengths = self._each(
+                lambda a, k: a.fetch.remote([block_refs[i] for i in self.assignment[k]]), _NEW
             )
             row_counts = [0] * len(block_refs)
             for blocks, lens in zip(self.assignment, lengths):
                 for i, n in zip(blocks, lens):
                     row_counts[i] = n
             starts = np.concatenate([[0], np.cumsum(row_counts)[:-1]]).astype(int).tolist()
+            self._starts = starts
             self.num_rows = int(sum(row_counts))
-            _get(
-                [a.load.remote(load, [starts[i] for i in blocks])
-                 for a, blocks in zip(self._actors, self.assignment)]
-            )
+            self._each(lambda a, k: a.load.remote(load, [starts[i] for i in self.assignment[k]]), _FETCHED)
         except BaseException:
             self.close()
             raise
@@ -185,12 +231,16 @@ class ShardedArrays:
         """How many actors hold the data."""
         return 1 if self._local is not None else len(self._actors)
 
-    def map(self, fn: Callable[..., Any], *args: Any) -> list:
+    def map(self, fn: Callable[..., Any], *args: Any, changes_state: bool = True) -> list:
         """Run ``fn(state, *args)`` on every shard in parallel; one result per shard.
 
         ``fn`` may change the state in place (e.g. replace raw blocks by
         encoded arrays). Large numpy arguments are shared through the object
-        store rather than copied once per actor.
+        store rather than copied once per actor. With ``max_restarts``, a
+        shard rebuilt after its actor died replays every call made with
+        ``changes_state=True`` (the default) before running this one; a call
+        that only reads the state (a loss, a gradient) says
+        ``changes_state=False`` and is not kept for replay.
 
         Example:
             >>> import numpy as np, ray
@@ -207,7 +257,100 @@ class ShardedArrays:
             ray.put(a) if isinstance(a, np.ndarray) and a.nbytes > _PUT_THRESHOLD else a
             for a in args
         ]
-        return _get([a.run.remote(fn, *shared) for a in self._actors])
+        results = self._each(lambda a, k: a.run.remote(fn, *shared), _LOADED)
+        if self._max_restarts and changes_state:
+            self._replay.append((fn, shared))
+        return results
+
+    def _each(self, call: Callable[[Any, int], Any], ready: int) -> list:
+        """``call(actor, shard)`` on every shard; a shard whose actor died is rebuilt up to ``ready`` and called again."""
+        refs = [call(a, k) for k, a in enumerate(self._actors)]
+        if not self._max_restarts:
+            return _get(refs, self.nodes)
+        results = []
+        for k, ref in enumerate(refs):
+            while True:
+                try:
+                    results.append(_get([ref], [self.nodes[k]], len(self._actors))[0])
+                    break
+                except NodeLostError as err:
+                    self._rebuild(k, ready, err)
+                    ref = call(self._actors[k], k)
+        return results
+
+    def _rebuild(self, k: int, ready: int, error: Exception) -> None:
+        """Replace shard ``k``'s dead actor by a new one holding the same blocks and state (up to ``ready``)."""
+        while True:
+            if self._restart_counts[k] >= self._max_restarts:
+                raise error
+            self._restart_counts[k] += 1
+            self.restarts += 1
+            with suppress(Exception):  # already dead, or unreachable with its node
+                ray.kill(self._actors[k])
+            actor = self._actors[k] = self._new_actor()
+            blocks = self.assignment[k]
+            placed, _ = ray.wait([actor.node_id.remote()], timeout=_REPLACEMENT_WAIT_S)
+            if not placed:
+                with suppress(Exception):
+                    ray.kill(actor)
+                raise NodeLostError(_lost_message(
+                    1, len(self._actors), f"its actor died, and no node had room for a replacement within "
+                    f"{_REPLACEMENT_WAIT_S:.0f} s")) from None
+            try:
+                self.nodes[k] = ray.get(placed[0])
+                where, total, wait = [self.nodes[k]], len(self._actors), _REPLACEMENT_WAIT_S
+                if ready >= _FETCHED:
+                    _get([actor.fetch.remote([self._block_refs[i] for i in blocks])], where, total, wait)
+                if ready >= _LOADED:
+                    _get([actor.load.remote(self._load, [self._starts[i] for i in blocks])], where, total, wait)
+                    for fn, args in self._replay:
+                        _get([actor.run.remote(fn, *args)], where, total, wait)
+                return
+            except NodeLostError as err:
+                if not _dead_nodes([self.nodes[k]]):
+                    raise  # the replacement lives but cannot get its data back: another would not either
+                error = err  # the new actor died too: try another while restarts are left
+
+    def submit(self, fn: Callable[..., Any], *args: Any, shard: int | None = None) -> list:
+        """Start ``fn(state, *args)`` on every shard (or only on ``shard``) without waiting: object refs.
+
+        Object refs among ``args`` reach ``fn`` as their values, so the
+        result of one shard's work can feed another's without passing
+        through the driver. A shard runs its calls one at a time, in order.
+
+        Example:
+            >>> import numpy as np, ray
+            >>> from framelab.platform.sharded import ShardedArrays
+            >>> with ShardedArrays([ray.put(np.ones(2))], lambda b, o: b[0]) as s:
+            ...     [part] = s.submit(lambda x: float(x.sum()))
+            ...     ray.get(s.submit(lambda x, total: total * 10, part, shard=0))
+            [20.0]
+        """
+        if self._actors is None:
+            raise RuntimeError("this ShardedArrays was closed")
+        if self._local is not None:
+            if shard not in (None, 0):
+                raise IndexError(f"shard {shard} does not exist; there is 1 shard")
+            values = [ray.get(a) if isinstance(a, ray.ObjectRef) else a for a in args]
+            return [ray.put(self._local.run(fn, *values))]
+        shared = [
+            ray.put(a) if isinstance(a, np.ndarray) and a.nbytes > _PUT_THRESHOLD else a
+            for a in args
+        ]
+        actors = self._actors if shard is None else [self._actors[shard]]
+        return [a.run.remote(fn, *shared) for a in actors]
+
+    def get(self, refs: list) -> list:
+        """The values of refs from :meth:`submit`, a shard's input error raised as itself.
+
+        Example:
+            >>> import numpy as np, ray
+            >>> from framelab.platform.sharded import ShardedArrays
+            >>> with ShardedArrays([ray.put(np.ones(3))], lambda b, o: b[0]) as s:
+            ...     s.get(s.submit(len))
+            [3]
+        """
+        return _get(list(refs))
 
     def close(self) -> None:
         """Stop the actors and free their memory (also done on ``with`` exit)."""
@@ -215,6 +358,7 @@ class ShardedArrays:
             ray.kill(actor)
         self._actors = None
         self._local = None
+        self._block_refs, self._replay = [], []
 
     def __enter__(self) -> ShardedArrays:
         return self
@@ -254,17 +398,60 @@ def plan_shards(total_bytes: int, cpus_per_shard: float = 1.0) -> int:
     return max(1, min(pool.max_size, by_bytes))
 
 
-def _get(refs: list) -> list:
-    """``ray.get`` that re-raises a shard's input error as itself, not wrapped by Ray."""
+def _get(refs: list, nodes: list[str] | None = None, shards: int | None = None,
+         timeout: float | None = None) -> list:
+    """``ray.get`` for shard calls: input errors as themselves, a lost shard as :class:`NodeLostError`.
+
+    Waits in slices rather than forever, checking between them that every
+    shard's node (``nodes``) is still alive: a dead node is reported as soon as
+    Ray's GCS knows, and a call never waits on an actor that no longer exists.
+    With ``timeout``, a call still waiting after that many seconds is a lost
+    shard too (a replacement whose blocks died with their node waits on them
+    for ever).
+    """
+    pending = list(refs)
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=len(pending), timeout=_LIVENESS_POLL_S)
+            # A shard that failed fails the call now, not when the slowest shard is done.
+            ray.get(ready)
+            if pending and deadline is not None and time.monotonic() > deadline:
+                raise NodeLostError(_lost_message(
+                    len(pending), shards or len(refs), f"still waiting after {timeout:.0f} s, its data "
+                    "was probably on a node that died"))
+            if pending and nodes:
+                dead = _dead_nodes(nodes)
+                if dead:
+                    raise NodeLostError(_lost_message(len(dead), shards or len(nodes), f"node {dead[0]} died"))
         return ray.get(refs)
-    except ray.exceptions.RayTaskError as err:
-        cause = getattr(err, "cause", None)
+    except ray.exceptions.RayTaskError:
         # Errors about the user's data (raised by validation inside a shard)
         # must read like the same error raised locally, not a Ray traceback.
-        if isinstance(cause, (ValueError, TypeError, KeyError)):
-            raise cause.with_traceback(None) from None
-        raise
+        with surfaced_errors():
+            raise
+    except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as err:
+        raise NodeLostError(_lost_message(1, shards or len(nodes or refs), _first_line(err))) from None
+
+
+def _lost_message(lost: int, total: int, why: str) -> str:
+    return (
+        f"{lost} of {total} shard(s) of the in-memory data was lost ({why}): its node died or ran out "
+        "of memory. The rows it held are gone from this pass, so the computation stopped instead of "
+        "going on without them. Run it again once the cluster has its nodes back (a smaller "
+        "num_shards or more memory per node if it ran out)."
+    )
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
+
+
+def _dead_nodes(nodes: list[str]) -> list[str]:
+    """The node ids of ``nodes`` that the GCS no longer reports alive."""
+    alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+    return [node for node in nodes if node not in alive]
 
 
 def _object_sizes(refs: list) -> list[tuple[int, set[str]]]:

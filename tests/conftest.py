@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# Real data that ships in the repository, so every test runs from a clone.
+CALTECH = REPO / "toolkits" / "datasets" / "caltech101_subset"
+CORAL = REPO / "tests" / "data" / "coral_test_images"
+WEIGHTS = REPO / "toolkits" / "deep_features" / "weights"
 # Keep Ray's worker start-up quiet and small on 2-core machines.
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
@@ -24,16 +27,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Multi-node tests last: each replaces the session's Ray, so the others share one.
     items.sort(key=lambda item: item.get_closest_marker("multinode") is not None)
-
 
 @pytest.fixture(scope="session", autouse=True)
 def ray_session():
     """A real local Ray, started once for the whole test session."""
     import ray
 
+    from framelab.platform import console
     from framelab.platform.session import connect
 
+    # pytest captures file descriptor 2 per test itself; the console filter is tested in subprocesses.
+    console.disable()
     connect(num_cpus=2, object_store_memory=1_000_000_000)
     yield
     ray.shutdown()
@@ -62,16 +68,26 @@ def two_node_cluster():
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The read-only real data beside the checkout (../shared/data)."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"{SHARED_DATA} is not there")
-    return SHARED_DATA
+def caltech() -> Path:
+    """The bundled 20-class, 1,200-image Caltech-101 subset (``<class>/image_NNNN.jpg``)."""
+    return CALTECH
+
+
+@pytest.fixture(scope="session")
+def coral() -> Path:
+    """Eight photos with their reference ImageNet top-1 (``expected_top1.csv``)."""
+    return CORAL
+
+
+@pytest.fixture(scope="session")
+def bundled_weights() -> Path:
+    """The MobileNetV2 ImageNet state dict that ships with framelab."""
+    return next(WEIGHTS.glob("*.pth"))
 
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
-    """A real S3-compatible server on loopback (SeaweedFS, moto as fallback); see tests/s3_server.py."""
+    """A real S3-compatible server on loopback (SeaweedFS); see tests/s3_server.py."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -80,3 +96,26 @@ def s3_server(tmp_path_factory):
     server = start_s3_server(tmp_path_factory.mktemp("s3"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def loopback_cluster():
+    """A real multi-process Ray cluster on loopback with token authentication (tests/ray_cluster.py).
+
+    A head (1 CPU) and a worker node (2 CPUs, resource ``worker``), each its
+    own ``ray start`` process tree. Tests that kill a worker add a new one
+    before they finish, as an operator would, so the next test finds the
+    cluster whole.
+    """
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from ray_cluster import LoopbackCluster
+
+    cluster = LoopbackCluster()
+    try:
+        cluster.start_head(num_cpus=1)
+        cluster.add_worker(num_cpus=2, resources={"worker": 1})
+        yield cluster
+    finally:
+        cluster.stop()

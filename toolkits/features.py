@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from framelab.frames.errors import ColumnNotFoundError, InputError, check_columns
 from framelab.frames.vectors import is_vector_type
-from framelab.toolkits.deep_features.provenance import provenance_of
+from framelab.toolkits.provenance import check_provenance, provenance_of
 
 NUMERIC, VECTOR, CATEGORICAL = "numeric", "vector", "categorical"
 
@@ -177,7 +177,7 @@ class FeatureEncoder:
             column = table.column(f.name)
             stop = start + f.width
             if f.kind == CATEGORICAL:
-                out[:, start:stop] = _one_hot(column, f.levels)
+                out[:, start:stop] = _one_hot(column, f.name, f.levels)
             elif f.kind == VECTOR:
                 out[:, start:stop] = _vectors(column, f)
             else:
@@ -192,6 +192,54 @@ class FeatureEncoder:
             start = stop
         return out
 
+    def encode_rows(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        """(float32 matrix of every row, mask of rows whose features are all present).
+
+        Unlike :meth:`encode`, a row with a missing feature (an image that
+        failed to decode) keeps its place: its matrix row is zeros and its
+        mask entry False. NaN and infinite values in present rows are refused.
+        One float32 vector column without nulls is viewed without a copy (the
+        matrix is then read-only), so blocks in Ray's object store are used
+        where they lie.
+
+        Example:
+            >>> import pyarrow as pa
+            >>> from framelab.toolkits.features import FeatureEncoder
+            >>> t = pa.table({"a": [1.0, None, 3.0]})
+            >>> X, present = FeatureEncoder.plan(t.schema, None).encode_rows(t)
+            >>> X[:, 0].tolist(), present.tolist()
+            ([1.0, 0.0, 3.0], [True, False, True])
+        """
+        check_columns(self.names, table.column_names)
+        present = np.ones(table.num_rows, dtype=bool)
+        for f in self.features:
+            column = table.column(f.name)
+            if column.null_count:
+                present &= column.is_valid().to_numpy(zero_copy_only=False)
+        view = self._vector_view(table) if present.all() else None
+        if view is not None:
+            _check_finite(view, self.names[0])
+            return view, present
+        out = np.zeros((table.num_rows, self.num_dims), dtype=np.float32)
+        if present.any():
+            out[present] = self.encode(table.filter(pa.array(present)))
+        return out, present
+
+    def _vector_view(self, table: pa.Table) -> np.ndarray | None:
+        """The one float32 vector column of a block as an (n, d) view, or None when it needs a copy."""
+        if len(self.features) != 1 or self.features[0].kind != VECTOR:
+            return None
+        column = table.column(self.features[0].name)
+        if column.num_chunks != 1 or column.null_count:
+            return None
+        chunk = column.chunk(0)
+        if not pa.types.is_fixed_size_list(chunk.type) or chunk.type.value_type != pa.float32():
+            return None
+        if chunk.type.list_size != self.num_dims:
+            return None
+        values = chunk.flatten()  # honours the slice offset, no copy
+        return values.to_numpy(zero_copy_only=True).reshape(len(chunk), self.num_dims)
+
     def check_schema(self, schema: pa.Schema) -> None:
         """Refuse a frame whose feature columns are missing, of another type, or of another provenance.
 
@@ -199,7 +247,10 @@ class FeatureEncoder:
             >>> import pyarrow as pa
             >>> from framelab.toolkits.features import FeatureEncoder
             >>> s = pa.schema([("a", pa.float64())])
-            >>> FeatureEncoder.plan(s, None).check_schema(s)
+            >>> FeatureEncoder.plan(s, None).check_schema(pa.schema([("a", pa.string())]))
+            Traceback (most recent call last):
+            ...
+            framelab.frames.errors.InputError: column 'a' is categories (strings) but the model was trained on numbers; pass a frame with the same feature columns
         """
         check_columns(self.names, schema.names)
         for f in self.features:
@@ -223,12 +274,49 @@ class FeatureEncoder:
 
     @classmethod
     def from_json(cls, data: list[dict]) -> FeatureEncoder:
-        """The encoder :meth:`to_json` described."""
-        return cls(tuple(
-            FeatureSpec(d["name"], d["kind"], d["dim"], tuple(d["levels"]), d.get("provenance"))
-            for d in data
-        ))
+        """The encoder :meth:`to_json` described; a description it could not have written is refused.
 
+        Raises InputError naming the feature and what is wrong with it.
+
+        Example:
+            >>> from framelab.toolkits.features import FeatureEncoder
+            >>> FeatureEncoder.from_json([{"name": "x", "kind": "numeric", "dim": 1, "levels": []}]).num_dims
+            1
+            >>> FeatureEncoder.from_json([{"name": "v", "kind": "vector", "dim": -2, "levels": []}])
+            Traceback (most recent call last):
+            ...
+            framelab.frames.errors.InputError: feature 0 ('v'): a vector feature needs a length (dim) of 1 or more, got -2
+        """
+        if not isinstance(data, list):
+            raise InputError(f"features must be a list of feature descriptions, got {type(data).__name__}")
+        specs = [_spec_from_json(i, d) for i, d in enumerate(data)]
+        names = [s.name for s in specs]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise InputError(f"features name {dupes} more than once")
+        return cls(tuple(specs))
+
+
+    @classmethod
+    def from_saved(cls, saved: Any, name: str = "features") -> FeatureEncoder:
+        """The encoder a saved model's ``name`` field describes, refused through ``saved`` (naming file and field).
+
+        Example:
+            >>> import numpy as np, tempfile
+            >>> from framelab.toolkits.features import FeatureEncoder
+            >>> from framelab.toolkits.model_io import read_saved, save_model
+            >>> path = tempfile.mkdtemp() + "/m"
+            >>> save_model(path, "example", {"features": [{"name": "x", "kind": "numeric", "dim": 1, "levels": []}]}, {})
+            >>> FeatureEncoder.from_saved(read_saved(path)).num_dims
+            1
+        """
+        try:
+            encoder = cls.from_json(saved.field(name, list))
+        except InputError as err:
+            saved.refuse(name, f"is not a list of features this model could have saved: {err}")
+        if encoder.num_dims == 0:
+            saved.refuse(name, "encodes to zero columns")
+        return encoder
 
 def merge_observations(observations: Iterable[dict[str, Any]]) -> tuple[dict, dict]:
     """Union of :meth:`FeatureEncoder.observe` results: (levels, lengths) per column."""
@@ -267,7 +355,11 @@ def check_target(schema: pa.Schema, target: str) -> None:
     Example:
         >>> import pyarrow as pa
         >>> from framelab.toolkits.features import check_target
-        >>> check_target(pa.schema([("label", pa.string())]), "label")
+        >>> check_target(pa.schema([("label", pa.string())]), "label")     # labels: fine
+        >>> check_target(pa.schema([("price", pa.float64())]), "price")
+        Traceback (most recent call last):
+        ...
+        framelab.frames.errors.InputError: target column 'price' has type double (floats suggest a regression target); a classifier needs class labels as strings or integers: cast the column first
     """
     if not isinstance(target, str):
         raise InputError(f"target must be a column name (a str), got {type(target).__name__}")
@@ -297,24 +389,84 @@ def target_values(table: pa.Table, target: str) -> np.ndarray:
     return np.asarray(column.to_numpy(zero_copy_only=False))
 
 
-def check_provenance(name: str, expected: dict | None, found: dict | None) -> None:
-    """Refuse features made by another model or preprocessing than the ones trained on.
-
-    A column without provenance is accepted (it may come from elsewhere);
-    one whose provenance differs is not.
+def check_tags_column(schema: pa.Schema, column: str) -> None:
+    """Refuse a missing tags column, or one that does not hold lists of strings.
 
     Example:
-        >>> from framelab.toolkits.features import check_provenance
-        >>> check_provenance("f", {"model": "a"}, {"model": "a"})
+        >>> import pyarrow as pa
+        >>> from framelab.toolkits.features import check_tags_column
+        >>> check_tags_column(pa.schema([("tags", pa.list_(pa.string()))]), "tags")
     """
-    if expected is None or found is None or expected == found:
-        return
-    diffs = [k for k in sorted(set(expected) | set(found)) if expected.get(k) != found.get(k)]
-    detail = "; ".join(f"{k}: trained on {expected.get(k)!r}, got {found.get(k)!r}" for k in diffs[:4])
-    raise InputError(
-        f"column {name!r} holds features of another kind than the model was trained on ({detail}); "
-        "extract them with the same model, layer and preprocessing"
-    )
+    if not isinstance(column, str):
+        raise InputError(f"tags_column must be a column name (a str), got {type(column).__name__}")
+    if column not in schema.names:
+        raise ColumnNotFoundError([column], schema.names)
+    dtype = schema.field(column).type
+    is_list = pa.types.is_list(dtype) or pa.types.is_large_list(dtype) or pa.types.is_list_view(dtype)
+    value = dtype.value_type if is_list else None
+    if value is not None and pa.types.is_dictionary(value):
+        value = value.value_type
+    if value is None or not (_is_string(value) or pa.types.is_null(value)):
+        hint = (
+            "; a column of single labels is a classifier's target (framelab.toolkits.classifier), "
+            "or wrap each label in a list"
+            if _is_string(dtype) else ""
+        )
+        raise InputError(
+            f"tags column {column!r} has type {dtype}, but tags must be lists of strings "
+            f"(e.g. [\"dog\", \"animal\"], or [] for an image with no tags){hint}"
+        )
+
+
+def tag_lists(table: pa.Table, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """(row of each tag, the tag) for a block's tags column, refusing missing lists and empty tags.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> from framelab.toolkits.features import tag_lists
+        >>> rows, tags = tag_lists(pa.table({"t": [["cat", "animal"], [], ["dog"]]}), "t")
+        >>> rows.tolist(), tags.tolist()
+        ([0, 0, 2], ['cat', 'animal', 'dog'])
+    """
+    values = table.column(column)
+    values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    if pa.types.is_list_view(values.type):
+        values = values.cast(pa.list_(values.type.value_type))
+    if values.null_count:
+        raise InputError(
+            f"tags column {column!r} has {values.null_count} missing list(s) (null); "
+            "use [] for an image with no tags, or drop those rows (frame.dropna)"
+        )
+    flat = pc.list_flatten(values)
+    rows = pc.list_parent_indices(values).to_numpy(zero_copy_only=False).astype(np.int64)
+    if flat.null_count:
+        raise InputError(
+            f"tags column {column!r} has {flat.null_count} missing tag(s) (null) inside its lists; "
+            "remove them from the lists"
+        )
+    strings = _as_strings(flat) if len(flat) else pa.array([], pa.string())
+    if len(strings) and pc.any(pc.equal(pc.utf8_length(strings), 0)).as_py():
+        raise InputError(f"tags column {column!r} has empty tags (\"\"); remove them from the lists")
+    return rows, np.asarray(strings.to_numpy(zero_copy_only=False), dtype=object)
+
+
+def tag_matrix(table: pa.Table, column: str, vocabulary: Sequence[str]) -> tuple[np.ndarray, set[str]]:
+    """A block's tags as a ``(rows, len(vocabulary))`` 0/1 uint8 matrix, and the tags not in the vocabulary.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> from framelab.toolkits.features import tag_matrix
+        >>> Y, unknown = tag_matrix(pa.table({"t": [["cat"], ["dog", "cat"], ["owl"]]}), "t", ["cat", "dog"])
+        >>> Y.tolist(), unknown
+        ([[1, 0], [1, 1], [0, 0]], {'owl'})
+    """
+    rows, tags = tag_lists(table, column)
+    index = {t: i for i, t in enumerate(vocabulary)}
+    codes = np.fromiter((index.get(t, -1) for t in tags), dtype=np.int64, count=len(tags))
+    known = codes >= 0
+    out = np.zeros((table.num_rows, len(index)), dtype=np.uint8)
+    out[rows[known], codes[known]] = 1
+    return out, set(tags[~known].tolist())
 
 
 def _spec_for(field: pa.Field) -> FeatureSpec:
@@ -341,6 +493,43 @@ def _spec_for(field: pa.Field) -> FeatureSpec:
     )
 
 
+def _spec_from_json(index: int, d: Any) -> FeatureSpec:
+    """One FeatureSpec of a saved model, each part checked the way :meth:`FeatureEncoder.to_json` writes it."""
+    name = d.get("name") if isinstance(d, dict) else None
+    label = f"feature {index} ({name!r})" if isinstance(name, str) else f"feature {index}"
+    if not isinstance(d, dict) or not isinstance(name, str) or not name:
+        raise InputError(f"{label}: needs an object with a non-empty 'name'")
+    kind, dim, levels, provenance = d.get("kind"), d.get("dim"), d.get("levels"), d.get("provenance")
+    if kind not in (NUMERIC, VECTOR, CATEGORICAL):
+        raise InputError(f"{label}: kind must be {NUMERIC!r}, {VECTOR!r} or {CATEGORICAL!r}, got {kind!r}")
+    is_count = isinstance(dim, int) and not isinstance(dim, bool)
+    if kind == NUMERIC and dim != 1:
+        raise InputError(f"{label}: a numeric feature has dim 1, got {dim!r}")
+    if kind == VECTOR and not (is_count and dim >= 1):
+        raise InputError(f"{label}: a vector feature needs a length (dim) of 1 or more, got {dim!r}")
+    if kind == CATEGORICAL and dim is not None:
+        raise InputError(f"{label}: a categorical feature has dim null, got {dim!r}")
+    if not isinstance(levels, list) or not all(isinstance(v, str) for v in levels):
+        raise InputError(f"{label}: levels must be a list of strings")
+    if kind != CATEGORICAL and levels:
+        raise InputError(f"{label}: only categorical features have levels")
+    if len(set(levels)) != len(levels):
+        raise InputError(f"{label}: levels repeat a value")
+    if provenance is not None and not isinstance(provenance, dict):
+        raise InputError(f"{label}: provenance must be an object or null")
+    return FeatureSpec(name, kind, dim, tuple(levels), provenance)
+def _check_finite(matrix: np.ndarray, name: str, chunk_rows: int = 8192) -> None:
+    # In chunks: a boolean mask of the whole matrix would cost a quarter of its size.
+    for start in range(0, matrix.shape[0], chunk_rows):
+        part = matrix[start:start + chunk_rows]
+        if not np.isfinite(part).all():
+            bad = ~np.isfinite(part).all(axis=1)
+            raise InputError(
+                f"column {name!r} has row(s) with NaN or infinite values (first at row "
+                f"{start + int(np.flatnonzero(bad)[0])} of its block); drop or fill them before using the column"
+            )
+
+
 def _describe(f: FeatureSpec) -> str:
     if f.kind == VECTOR:
         return f"vectors of length {f.dim}" if f.dim is not None else "vectors"
@@ -357,9 +546,15 @@ def _as_strings(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Arra
     return column.cast(pa.string()) if column.type != pa.string() else column
 
 
-def _one_hot(column: pa.ChunkedArray, levels: tuple) -> np.ndarray:
-    # Levels not seen in training and missing values encode as all zeros,
-    # the same as the reference level of no category.
+def _one_hot(column: pa.ChunkedArray, name: str, levels: tuple) -> np.ndarray:
+    # A missing category is refused like a missing number: encoding it as "no
+    # category" would silently score it as the reference level. A level not
+    # seen in training is known information and encodes as all zeros.
+    if column.null_count:
+        raise InputError(
+            f"column {name!r} has {column.null_count} missing value(s); "
+            f"drop those rows (frame.dropna) or fill them (frame.fillna) first"
+        )
     index = pc.index_in(_as_strings(column), value_set=pa.array(list(levels), pa.string()))
     codes = index.to_numpy(zero_copy_only=False)
     out = np.zeros((len(codes), len(levels)), dtype=np.float32)

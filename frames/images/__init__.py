@@ -21,21 +21,25 @@ from framelab.frames.images.image_type import (
     ImageType,
     image_array,
     image_bytes,
+    image_formats,
     image_type,
     images_from_bytes,
     images_from_pixels,
     images_to_pixels,
+    is_encoded_type,
     is_image_type,
     pixels_array,
+    pixels_to_batch,
     pixels_to_numpy,
     pixels_type,
     restore_image_columns,
 )
 from framelab.frames.images.ops import ImageExpr, col
-from framelab.frames.images.read import read_images
+from framelab.frames.images.read import ReadOptions, read_images
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "ReadOptions",
     "IMAGE_TYPE_NAME",
     "ImageArray",
     "ImageDecodeError",
@@ -44,13 +48,16 @@ __all__ = [
     "col",
     "image_array",
     "image_bytes",
+    "image_formats",
     "image_type",
     "images_from_bytes",
     "images_from_pixels",
     "images_to_pixels",
+    "is_encoded_type",
     "is_image_type",
     "open_image",
     "pixels_array",
+    "pixels_to_batch",
     "pixels_to_numpy",
     "pixels_type",
     "probe_image",

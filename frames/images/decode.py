@@ -9,7 +9,6 @@ row, never an out-of-memory kill of a worker).
 from __future__ import annotations
 
 import io
-import logging
 import threading
 import warnings
 
@@ -25,7 +24,6 @@ _PIL_LIMIT_LOCK = threading.Lock()
 _EXIF_IN_INFO = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "MPO"}
 # Modes open_image's callers get pixels in, by channel count.
 _CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4}
-_log = logging.getLogger("framelab.images")
 
 
 class ImageDecodeError(FramelabError, ValueError):
@@ -97,20 +95,6 @@ def probe_image(
         except Exception as exc:  # noqa: BLE001
             raise ImageDecodeError(f"cannot decode the image: {_describe(exc)}") from exc
     return fmt, int(width), int(height), channels
-
-
-def warn_failures(message: str) -> None:
-    """Report images a block could not read or decode: in the worker's log (Ray
-    forwards it to the driver) and as a Python warning (for callers in-process).
-
-    Example:
-        >>> import warnings
-        >>> from framelab.frames.images.decode import warn_failures
-        >>> with warnings.catch_warnings(record=True):
-        ...     warn_failures("1 of 2 image(s) failed")
-    """
-    _log.warning(message)
-    warnings.warn(message, stacklevel=3)
 
 
 def _ends_with_jpeg_eoi(data: bytes) -> bool:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from framelab.frames.cells import records_text
 from framelab.frames.images.decode import open_image, to_mode
 from framelab.frames.images.image_type import image_bytes, is_image_type
 
@@ -57,13 +58,22 @@ def image_columns(schema: pa.Schema) -> list[str]:
 
 
 def cell_html(value: Any, width: int = 40) -> str:
-    """One non-image cell as escaped, shortened text."""
+    """One non-image cell as escaped, shortened text; structs read as their values ("macaw 0.99").
+
+    Example:
+        >>> from framelab.frames.images.display import cell_html
+        >>> cell_html([{"tag": "bird", "score": 0.998}, {"tag": "macaw", "score": 0.91}])
+        'bird 1.00, macaw 0.91'
+    """
     if value is None:
         return '<span style="color:#999">null</span>'
     if isinstance(value, (bytes, bytearray)):
         text = f"<{len(value)} bytes>"
     elif isinstance(value, float):
         text = f"{value:.6g}"
+    elif records_text(value) is not None:
+        # A list of records (such as an image's tags) reads best as the records, one after another.
+        text = records_text(value)
     elif isinstance(value, list) and len(value) > 4:
         text = f"[{', '.join(map(str, value[:3]))}, ... ({len(value)})]"
     else:

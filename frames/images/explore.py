@@ -13,6 +13,8 @@ import os
 import tempfile
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+
 from framelab.frames.errors import InputError
 from framelab.frames.images.display import THUMBNAIL_SIZE, cell_html, image_columns, thumbnail_uri
 from framelab.frames.images.image_type import image_bytes
@@ -32,6 +34,7 @@ body { font-family: system-ui, sans-serif; margin: 16px; }
 .card img { display: block; margin: 0 auto 4px auto; max-width: %(size)dpx; max-height: %(size)dpx; }
 .card .missing { height: %(size)dpx; display: flex; align-items: center; justify-content: center; color: #a00; }
 .card div { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.card div.wrap { white-space: normal; }
 nav { margin: 10px 0; }
 </style></head>
 <body>
@@ -71,6 +74,7 @@ function render() {
       const line = document.createElement("div");
       line.innerHTML = "<b>" + name + "</b>: " + value;
       line.title = name;
+      if (DATA.wrap.includes(name)) line.className = "wrap";
       card.appendChild(line);
     }
     grid.appendChild(card);
@@ -106,9 +110,10 @@ def explore(
 
     Example:
         >>> from framelab.frames.images.explore import explore
-        >>> page = explore(frame)  # doctest: +SKIP
-        >>> page.endswith(".html")  # doctest: +SKIP
-        True
+        >>> from framelab.toolkits.datasets import caltech101
+        >>> page = explore(caltech101(classes=["ewer"], per_class=6), page_size=3)
+        >>> page.endswith(".html"), "6 rows; image columns: image" in open(page).read()
+        (True, True)
     """
     images = image_columns(frame.schema)
     if not images:
@@ -118,6 +123,8 @@ def explore(
         )
     if max_rows <= 0 or page_size <= 0:
         raise InputError(f"max_rows and page_size must be positive, got {max_rows}, {page_size}")
+    # List and struct cells (an image's tags) wrap over several lines instead of being cut at one.
+    wrap = [f.name for f in frame.schema if f.name not in images and _is_nested(f.type)]
     rows: list[dict] = []
     for batch in frame.head(max_rows).iter_batches(batch_size=256, format="arrow"):
         thumbs = {n: [thumbnail_uri(d, thumbnail_size) for d in image_bytes(batch.column(n))] for n in images}
@@ -126,14 +133,14 @@ def explore(
             rows.append(
                 {
                     "thumbs": {n: thumbs[n][i] for n in images},
-                    "cells": {html.escape(n): cell_html(v[i], 60) for n, v in others.items()},
+                    "cells": {html.escape(n): cell_html(v[i], 240 if n in wrap else 60) for n, v in others.items()},
                 }
             )
     if path is None:
         fd, path = tempfile.mkstemp(prefix="framelab-explore-", suffix=".html")
         os.close(fd)
     path = os.fspath(path)
-    data = json.dumps({"images": images, "rows": rows}).replace("</", "<\\/")
+    data = json.dumps({"images": images, "wrap": [html.escape(n) for n in wrap], "rows": rows}).replace("</", "<\\/")
     page = _PAGE % {
         "title": "framelab explore",
         "summary": html.escape(f"{len(rows)} rows; image columns: {', '.join(images)}"),
@@ -145,3 +152,7 @@ def explore(
     with open(path, "w", encoding="utf-8") as f:
         f.write(page)
     return path
+
+
+def _is_nested(dtype: pa.DataType) -> bool:
+    return pa.types.is_list(dtype) or pa.types.is_large_list(dtype) or pa.types.is_struct(dtype)

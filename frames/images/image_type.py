@@ -134,12 +134,13 @@ def image_array(
     return pa.ExtensionArray.from_storage(_IMAGE_TYPE, storage)
 
 
-def _storage(column: pa.Array | pa.ChunkedArray) -> pa.StructArray:
+def _storage(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The image struct storage of a column, or the column itself when it holds encoded files as binary."""
     if isinstance(column, pa.ChunkedArray):
-        column = pa.concat_arrays(column.chunks) if column.num_chunks else pa.array([], _IMAGE_TYPE)
+        column = pa.concat_arrays(column.chunks) if column.num_chunks else pa.array([], column.type)
     if is_image_type(column.type):
         return column.storage
-    if column.type == STORAGE_TYPE:
+    if column.type == STORAGE_TYPE or is_encoded_type(column.type):
         return column
     raise TypeError(
         f"expected an image column (framelab.image), got {column.type}; "
@@ -147,20 +148,80 @@ def _storage(column: pa.Array | pa.ChunkedArray) -> pa.StructArray:
     )
 
 
-def image_bytes(column: pa.Array | pa.ChunkedArray) -> list[bytes | None]:
-    """The encoded bytes of each image (None for a null image).
+def is_encoded_type(dtype: pa.DataType) -> bool:
+    """True for a column framelab reads images from: ``framelab.image``, or binary holding encoded files.
 
     Example:
+        >>> import pyarrow as pa
+        >>> from framelab.frames.images import image_type, is_encoded_type
+        >>> is_encoded_type(image_type()), is_encoded_type(pa.binary()), is_encoded_type(pa.string())
+        (True, True, False)
+    """
+    return is_image_type(dtype) or pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype)
+
+
+def image_bytes(column: pa.Array | pa.ChunkedArray) -> list[bytes | None]:
+    """The encoded bytes of each image (None for a null image): the one way framelab gets image bytes.
+
+    ``column`` is an image column (``framelab.image``, or its struct storage)
+    or a binary column of encoded files.
+
+    Example:
+        >>> import pyarrow as pa
         >>> from framelab.frames.images import image_array, image_bytes
         >>> image_bytes(image_array([b"x", None], ["png", None], [1, None], [1, None], [1, None]))
         [b'x', None]
+        >>> image_bytes(pa.array([b"y", None], pa.binary()))
+        [b'y', None]
     """
     storage = _storage(column)
+    if not pa.types.is_struct(storage.type):
+        return storage.to_pylist()
     data = storage.field("bytes").to_pylist()
     if storage.null_count:
         valid = storage.is_valid().to_pylist()
         data = [d if ok else None for d, ok in zip(data, valid)]
     return data
+
+
+def pixel_limits(column: pa.Array | pa.ChunkedArray, floor: int) -> list[int]:
+    """Per image, the most pixels decoding may allocate: at least ``floor``, or the size the reader accepted.
+
+    ``read_images(max_pixels=...)`` refused every image over its limit and
+    recorded each kept image's width and height, so a row's own recorded size
+    is the limit it was read under. A binary column was never checked: it
+    gets ``floor``. A row whose bytes hold a bigger image than it records is
+    still refused, since its recorded size does not cover it.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> from framelab.frames.images import image_array
+        >>> from framelab.frames.images.image_type import pixel_limits
+        >>> pixel_limits(image_array([b"x"], ["png"], [3000], [2000], [3]), 1_000_000)
+        [6000000]
+        >>> pixel_limits(pa.array([b"y"], pa.binary()), 1_000_000)
+        [1000000]
+    """
+    storage = _storage(column)
+    if not pa.types.is_struct(storage.type) or storage.type.get_field_index("width") < 0:
+        return [floor] * len(storage)
+    widths = storage.field("width").to_pylist()
+    heights = storage.field("height").to_pylist()
+    return [max(floor, (w or 0) * (h or 0)) for w, h in zip(widths, heights)]
+
+
+def image_formats(column: pa.Array | pa.ChunkedArray) -> list[str | None]:
+    """The format of each image ("jpeg", "png", ...; None where unknown, as for a binary column).
+
+    Example:
+        >>> from framelab.frames.images import image_array, image_formats
+        >>> image_formats(image_array([b"x"], ["png"], [1], [1], [1]))
+        ['png']
+    """
+    storage = _storage(column)
+    if not pa.types.is_struct(storage.type):
+        return [None] * len(storage)
+    return storage.field("format").to_pylist()
 
 
 def images_from_bytes(data: Iterable[bytes | None], *, max_pixels: int | None = None) -> ImageArray:
@@ -220,6 +281,12 @@ def pixels_array(
 
     With ``shape`` every array must have that shape (a fixed-shape tensor
     column); without it rows may differ (a variable-shaped one).
+
+    Example:
+        >>> import numpy as np
+        >>> from framelab.frames.images import pixels_array
+        >>> pixels_array([np.zeros((2, 3, 3), "uint8"), None], (2, 3, 3)).null_count
+        1
     """
     np_dtype = np.dtype(dtype)
     if shape is not None:
@@ -254,6 +321,35 @@ def pixels_array(
     for i, a in enumerate(arrays):
         objs[i] = np.asarray(a, dtype=np_dtype)
     return ArrowVariableShapedTensorArray.from_numpy(objs)
+
+
+def pixels_to_batch(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed-shape pixels column as one ``(rows, *shape)`` array and its valid-row mask.
+
+    A view of the column's memory when it is one chunk (what a model stage
+    wants: no copy per image); null rows hold zeros.
+
+    Example:
+        >>> import numpy as np
+        >>> from framelab.frames.images import pixels_array, pixels_to_batch
+        >>> batch, valid = pixels_to_batch(pixels_array([np.ones((2, 2, 3), "uint8"), None], (2, 2, 3)))
+        >>> batch.shape, valid.tolist()
+        ((2, 2, 2, 3), [True, False])
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.chunk(0) if column.num_chunks == 1 else pa.concat_arrays(column.chunks)
+    if not isinstance(column.type, pa.FixedShapeTensorType):
+        raise TypeError(f"expected a fixed-shape pixels column, got {column.type}; resize or crop to one size first")
+    shape = tuple(column.type.shape)
+    size = int(np.prod(shape))
+    n = len(column)
+    storage = column.storage
+    values = storage.values
+    # .values ignores the storage's offset and keeps null slots (flatten() would drop them).
+    flat = np.frombuffer(values.buffers()[1], dtype=column.type.value_type.to_pandas_dtype(),
+                         count=n * size, offset=(values.offset + storage.offset * size) * values.type.byte_width)
+    valid = np.ones(n, dtype=bool) if storage.null_count == 0 else storage.is_valid().to_numpy(zero_copy_only=False)
+    return flat.reshape((n, *shape)), valid
 
 
 def pixels_to_numpy(column: pa.Array | pa.ChunkedArray) -> list[np.ndarray | None]:

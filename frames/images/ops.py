@@ -1,13 +1,18 @@
 """Image operations as column expressions, chained from :func:`col`.
 
 One style everywhere: start from ``images.col("image")``, chain steps, hand the
-result to ``frame.with_column``::
+result to ``frame.with_column``. Sizes are ``(height, width)``, as in numpy
+pixels and torchvision; ``resize(n)`` alone resizes the shorter side to ``n``
+(torchvision's ``Resize(n)``)::
 
     from framelab.frames import images
     frame.with_column("small", images.col("image").resize(224, 224))          # an image column
-    frame.with_column("pixels", images.col("image").resize(224, 224).convert("RGB").decode())
-    frame.with_column("x", images.col("image").resize(256, 256, keep_aspect="cover")
-                                 .center_crop(224, 224).convert("RGB").to_tensor())
+    frame.with_column("pixels", images.col("image").convert("RGB").resize(224, 224).decode())
+    frame.with_column("x", images.col("image").convert("RGB").resize(256).center_crop(224).to_tensor())
+
+Resizing and cropping follow ``torchvision.transforms`` exactly (same output
+sizes, same rounding, same padding of small images), so a network's
+preprocessing is one of these chains (see deep features' ``Preprocessing``).
 
 A chain decodes each image once, runs every step on the decoded pixels, and
 only then produces its output: an image column (re-encoded; the default), a
@@ -21,7 +26,7 @@ them); other rows are unaffected.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
@@ -29,20 +34,17 @@ from PIL import Image
 
 from framelab.frames.errors import InputError
 from framelab.frames.expressions import ColumnExpr
-from framelab.frames.images.decode import (
-    DEFAULT_MAX_PIXELS,
-    open_image,
-    to_mode,
-    to_numpy,
-    warn_failures,
-)
+from framelab.frames.images.decode import DEFAULT_MAX_PIXELS, open_image, to_mode, to_numpy
 from framelab.frames.images.image_type import (
     image_array,
     image_bytes,
-    is_image_type,
+    image_formats,
+    is_encoded_type,
+    pixel_limits,
     pixels_array,
     pixels_type,
 )
+from framelab.platform import failures
 
 RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -59,9 +61,9 @@ _ENCODE = {"jpeg": ("JPEG", {"quality": 95}), "png": ("PNG", {}), "webp": ("WEBP
 
 @dataclass(frozen=True)
 class _Step:
-    kind: str  # "resize" | "center_crop" | "convert"
-    width: int = 0
+    kind: str  # "resize" | "resize_short" | "center_crop" | "convert"
     height: int = 0
+    width: int = 0
     keep_aspect: bool | str = False
     resample: str = "bilinear"
     mode: str = ""
@@ -76,47 +78,54 @@ class ImageExpr(ColumnExpr):
     output: str = "image"  # "image" | "pixels" | "tensor"
     format: str | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
+    # What failures are counted under ("deep features: decoding"); the chain itself when None.
+    stage: str | None = field(default=None, compare=False)
 
     # ------------------------------------------------------------ chain steps
     def resize(
         self,
-        width: int,
         height: int,
+        width: int | None = None,
         *,
         keep_aspect: bool | str = False,
         resample: str = "bilinear",
     ) -> ImageExpr:
-        """Resize to ``width x height``.
+        """Resize to ``height x width``, or the shorter side to ``height`` when ``width`` is None.
 
-        ``keep_aspect=False`` stretches to exactly that size; ``True``/``"fit"``
-        scales to fit inside the box (one side may be shorter); ``"cover"``
-        scales so the image covers the box (follow with :meth:`center_crop`).
+        With both sides, ``keep_aspect=False`` stretches to exactly that size;
+        ``True``/``"fit"`` scales to fit inside the box (one side may be
+        shorter); ``"cover"`` scales so the image covers the box (follow with
+        :meth:`center_crop`). With one, the aspect is kept and the longer side
+        is truncated as torchvision's ``Resize(n)`` truncates it.
 
         Example:
             >>> from framelab.frames import images
-            >>> images.col("image").resize(224, 224)
-            images.col('image').resize(224, 224)
+            >>> images.col("image").resize(224, 320), images.col("image").resize(256)
+            (images.col('image').resize(224, 320), images.col('image').resize(256))
         """
         self._check_open()
-        width, height = _check_size(width, height, "resize")
-        if keep_aspect not in _KEEP_ASPECT:
-            raise InputError(f"keep_aspect must be one of {_KEEP_ASPECT}, got {keep_aspect!r}")
         if resample not in RESAMPLE:
             raise InputError(f"resample must be one of {sorted(RESAMPLE)}, got {resample!r}")
-        step = _Step("resize", width, height, "fit" if keep_aspect is True else keep_aspect, resample)
+        if width is None:
+            (size,) = _check_sizes("resize", height)
+            return replace(self, steps=self.steps + (_Step("resize_short", size, size, resample=resample),))
+        height, width = _check_sizes("resize", height, width)
+        if keep_aspect not in _KEEP_ASPECT:
+            raise InputError(f"keep_aspect must be one of {_KEEP_ASPECT}, got {keep_aspect!r}")
+        step = _Step("resize", height, width, "fit" if keep_aspect is True else keep_aspect, resample)
         return replace(self, steps=self.steps + (step,))
 
-    def center_crop(self, width: int, height: int) -> ImageExpr:
-        """Crop the central ``width x height`` region (smaller images are padded with black).
+    def center_crop(self, height: int, width: int | None = None) -> ImageExpr:
+        """Crop the central ``height x width`` region (a square when ``width`` is None; small images are padded with black).
 
         Example:
             >>> from framelab.frames import images
-            >>> images.col("image").center_crop(224, 224)
+            >>> images.col("image").center_crop(224)
             images.col('image').center_crop(224, 224)
         """
         self._check_open()
-        width, height = _check_size(width, height, "center_crop")
-        return replace(self, steps=self.steps + (_Step("center_crop", width, height),))
+        height, width = _check_sizes("center_crop", height, height if width is None else width)
+        return replace(self, steps=self.steps + (_Step("center_crop", height, width),))
 
     def convert(self, mode: str) -> ImageExpr:
         """Convert to ``"RGB"``, ``"L"`` (greyscale) or ``"RGBA"``.
@@ -191,28 +200,30 @@ class ImageExpr(ColumnExpr):
 
     def evaluate(self, table: pa.Table) -> pa.Array:
         column = table.column(self.column)
-        if not is_image_type(column.type):
+        if not is_encoded_type(column.type):
             raise InputError(
                 f"column {self.column!r} is {column.type}, not an image column; "
                 "read images with Frame.read_images(...) or wrap bytes with images_from_bytes(...)"
             )
         results: list = []
         formats: list[str | None] = []
-        storage_fmt = column.combine_chunks().storage.field("format").to_pylist() if len(column) else []
-        failed, first = 0, ""
-        for data, fmt in zip(image_bytes(column), storage_fmt):
+        storage_fmt = image_formats(column) if self.output == "image" else [None] * len(column)
+        failed, examples = 0, []
+        paths = table.column("path").to_pylist() if "path" in table.column_names else None
+        # An image as large as read_images(max_pixels=...) accepted decodes here too.
+        limits = pixel_limits(column, self.max_pixels)
+        for i, (data, fmt) in enumerate(zip(image_bytes(column), storage_fmt)):
             img = None
             if data is not None:
                 try:
-                    img = self._apply(open_image(data, max_pixels=self.max_pixels))
+                    img = self._apply(open_image(data, max_pixels=limits[i]))
                 except Exception as exc:  # noqa: BLE001 - one bad image gives one null row
-                    failed, first = failed + 1, first or str(exc)
+                    failed += 1
+                    examples.append(f"{paths[i] if paths else f'row {i} of its block'}: {exc}")
             results.append(img)
             formats.append(fmt)
-        if failed:
-            # read_images(verify=True) passes a complete JPEG damaged inside; say so here.
-            message = f"{self!r}: {failed} of {len(column)} image(s) in this block failed ({first}); their rows are null"
-            warn_failures(message)
+        # read_images(verify=True) passes a complete JPEG damaged inside; say so here.
+        failures.report(self.stage or repr(self), failed, len(column), examples[:3], unit="image(s)")
         if self.output == "image":
             return self._encode(results, formats)
         arrays = [None if img is None else to_numpy(img) for img in results]
@@ -237,6 +248,8 @@ class ImageExpr(ColumnExpr):
         for step in self.steps:
             if step.kind == "resize":
                 size = (step.height, step.width) if step.keep_aspect is False else None
+            elif step.kind == "resize_short":
+                size = None
             elif step.kind == "center_crop":
                 size = (step.height, step.width)
             elif step.kind == "convert":
@@ -248,10 +261,10 @@ class ImageExpr(ColumnExpr):
     def _apply(self, img: Image.Image) -> Image.Image:
         img = to_mode(img)  # every step sees L, RGB or RGBA
         for step in self.steps:
-            if step.kind == "resize":
+            if step.kind in ("resize", "resize_short"):
                 img = _resize(img, step)
             elif step.kind == "center_crop":
-                img = _center_crop(img, step.width, step.height)
+                img = _center_crop(img, step.height, step.width)
             else:
                 img = to_mode(img, step.mode)
         return img
@@ -279,12 +292,14 @@ class ImageExpr(ColumnExpr):
     def __repr__(self) -> str:
         text = f"images.col({self.column!r})"
         for s in self.steps:
+            extra = "" if s.resample == "bilinear" or s.kind == "center_crop" else f", resample={s.resample!r}"
             if s.kind == "resize":
-                extra = "" if s.keep_aspect is False else f", keep_aspect={s.keep_aspect!r}"
-                extra += "" if s.resample == "bilinear" else f", resample={s.resample!r}"
-                text += f".resize({s.width}, {s.height}{extra})"
+                extra = ("" if s.keep_aspect is False else f", keep_aspect={s.keep_aspect!r}") + extra
+                text += f".resize({s.height}, {s.width}{extra})"
+            elif s.kind == "resize_short":
+                text += f".resize({s.height}{extra})"
             elif s.kind == "center_crop":
-                text += f".center_crop({s.width}, {s.height})"
+                text += f".center_crop({s.height}, {s.width})"
             else:
                 text += f".convert({s.mode!r})"
         if self.output == "pixels":
@@ -309,26 +324,37 @@ def col(name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageExpr:
     return ImageExpr(name, max_pixels=max_pixels)
 
 
-def _check_size(width: int, height: int, method: str) -> tuple[int, int]:
-    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in (width, height)):
-        raise InputError(f"{method} needs positive integer width and height, got {width!r}, {height!r}")
-    return int(width), int(height)
+def _check_sizes(method: str, *sizes: int) -> tuple[int, ...]:
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in sizes):
+        raise InputError(f"{method} needs positive integer sizes (height, width), got {', '.join(map(repr, sizes))}")
+    return tuple(int(v) for v in sizes)
 
 
 def _resize(img: Image.Image, step: _Step) -> Image.Image:
-    width, height = step.width, step.height
-    if step.keep_aspect in ("fit", "cover"):
-        scale_w, scale_h = width / img.size[0], height / img.size[1]
+    width, height = img.size
+    if step.kind == "resize_short":
+        # torchvision's Resize(n): the shorter side becomes n, the longer is truncated (not rounded).
+        short, long = (width, height) if width <= height else (height, width)
+        new_short, new_long = step.height, int(step.height * long / short)
+        target = (new_short, new_long) if width <= height else (new_long, new_short)
+    elif step.keep_aspect in ("fit", "cover"):
+        scale_w, scale_h = step.width / width, step.height / height
         scale = min(scale_w, scale_h) if step.keep_aspect == "fit" else max(scale_w, scale_h)
-        width = max(1, round(img.size[0] * scale))
-        height = max(1, round(img.size[1] * scale))
-    if img.size == (width, height):
+        target = (max(1, round(width * scale)), max(1, round(height * scale)))
+    else:
+        target = (step.width, step.height)
+    if img.size == target:
         return img
-    return img.resize((width, height), RESAMPLE[step.resample], reducing_gap=None)
+    return img.resize(target, RESAMPLE[step.resample], reducing_gap=None)
 
 
-def _center_crop(img: Image.Image, width: int, height: int) -> Image.Image:
-    left = (img.size[0] - width) // 2
-    top = (img.size[1] - height) // 2
-    # crop() outside the image pads with zeros, which is what we want for small images.
+def _center_crop(img: Image.Image, height: int, width: int) -> Image.Image:
+    """torchvision's CenterCrop: pad a smaller image with black (centred, extra on the right and bottom), then crop."""
+    w, h = img.size
+    if width > w or height > h:
+        padded = Image.new(img.mode, (max(w, width), max(h, height)))
+        padded.paste(img, ((max(w, width) - w) // 2, (max(h, height) - h) // 2))
+        img, (w, h) = padded, padded.size
+    top = int(round((h - height) / 2.0))
+    left = int(round((w - width) / 2.0))
     return img.crop((left, top, left + width, top + height))

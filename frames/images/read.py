@@ -10,25 +10,26 @@ and memory stays bounded by Ray Data's backpressure, not by the corpus size.
 
 from __future__ import annotations
 
+import os
 import posixpath
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from framelab.frames import storage
 from framelab.frames.errors import InputError
-from framelab.frames.images.decode import (
-    DEFAULT_MAX_PIXELS,
-    ImageDecodeError,
-    probe_image,
-    warn_failures,
-)
+from framelab.frames.images.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, probe_image
 from framelab.frames.images.image_type import image_array, image_type
+from framelab.frames.sampling import row_key_field
+from framelab.platform import failures
 
 if TYPE_CHECKING:
     import fsspec
 
     from framelab.frames.frame import Frame
+    from framelab.frames.logical import DatasetScan
 
 DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp")
 ON_ERROR = ("null", "drop", "raise")
@@ -45,23 +46,11 @@ class ImageReadError(InputError):
     """A file that could not be read as an image under ``on_error="raise"``."""
 
 
-def read_images(
-    paths: str | Sequence[str],
-    *,
-    recursive: bool = True,
-    label_from: str | None = None,
-    extensions: Sequence[str] = DEFAULT_EXTENSIONS,
-    include_paths: bool = True,
-    on_error: str = "null",
-    storage_options: dict | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    verify: bool | str = True,
-) -> Frame:
-    """Read image files into a frame with an ``image`` column (plus ``path``, ``label``, ``error``).
+@dataclass(frozen=True)
+class ReadOptions:
+    """How :func:`read_images` reads: every option, checked once, here.
 
     Args:
-        paths: a folder, a file, a glob (``"photos/*/*.jpg"``), or a list of
-            them; local paths or fsspec URLs (``s3://``, ``gs://``, ``file://``).
         recursive: walk sub-folders of each folder.
         label_from: ``"folder"`` adds a ``label`` column holding each file's
             parent folder name.
@@ -87,75 +76,138 @@ def read_images(
             ``False`` reads headers only.
 
     Example:
-        >>> from framelab.frames.images.read import read_images
-        >>> frame = read_images("../shared/data/caltech101_subset/ewer", label_from="folder")  # doctest: +SKIP
-        >>> frame.columns  # doctest: +SKIP
-        ['image', 'path', 'label', 'error']
+        >>> from framelab.frames.images import ReadOptions
+        >>> ReadOptions(label_from="folder", extensions=("JPG",)).extensions
+        ('.jpg',)
+        >>> ReadOptions(on_error="ignore")
+        Traceback (most recent call last):
+        ...
+        framelab.frames.errors.InputError: on_error must be one of 'null', 'drop', 'raise'; got 'ignore'
     """
+
+    recursive: bool = True
+    label_from: str | None = None
+    extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
+    include_paths: bool = True
+    on_error: str = "null"
+    storage_options: dict | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    verify: bool | str = True
+
+    def __post_init__(self) -> None:
+        from framelab.frames.validation import check_choice
+
+        check_choice("on_error", self.on_error, ON_ERROR)
+        check_choice("label_from", self.label_from, LABEL_FROM)
+        if isinstance(self.extensions, str) or not all(isinstance(e, str) for e in self.extensions):
+            raise InputError(f"extensions must be a tuple of file endings like ('.jpg', '.png'), got {self.extensions!r}")
+        if self.verify not in (True, False, "full"):
+            raise InputError(f"verify must be True, False or 'full', got {self.verify!r}")
+        if isinstance(self.max_pixels, bool) or not isinstance(self.max_pixels, int) or self.max_pixels <= 0:
+            raise InputError(f"max_pixels must be a positive int, got {self.max_pixels!r}")
+        exts = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in self.extensions)
+        object.__setattr__(self, "extensions", exts)
+
+    @classmethod
+    def of(cls, options: ReadOptions | None = None, **overrides: Any) -> ReadOptions:
+        """``options`` (the defaults when None) with ``overrides``; unknown names are refused by name.
+
+        Example:
+            >>> from framelab.frames.images import ReadOptions
+            >>> ReadOptions.of(label_from="folder").label_from
+            'folder'
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise InputError(f"read_images has no option {', '.join(map(repr, unknown))}; its options are {sorted(known)}")
+        return replace(options or cls(), **overrides)
+
+    def schema(self, key_folders: list[str] | None = None) -> pa.Schema:
+        """The columns a read with these options gives, known before anything is read.
+
+        ``key_folders`` (see :func:`key_folders`) marks ``path`` as the row key.
+
+        Example:
+            >>> from framelab.frames.images import ReadOptions
+            >>> ReadOptions(label_from="folder").schema().names
+            ['image', 'path', 'label', 'error']
+        """
+        fields_ = [pa.field("image", image_type())]
+        if self.include_paths:
+            fields_.append(_path_field(key_folders))
+        if self.label_from == "folder":
+            fields_.append(pa.field("label", pa.string()))
+        if self.on_error == "null":
+            fields_.append(pa.field("error", pa.string()))
+        return pa.schema(fields_)
+
+
+def read_images(paths: str | Sequence[str], options: ReadOptions | None = None, **overrides: Any) -> Frame:
+    """Read image files into a frame with an ``image`` column (plus ``path``, ``label``, ``error``).
+
+    ``paths`` is a folder, a file, a glob (``"photos/*/*.jpg"``), or a list
+    of them; local paths or fsspec URLs (``s3://``, ``gs://``, ``file://``).
+    The options are :class:`ReadOptions`' fields, given as ``options=`` or as
+    keywords. Nothing is read until a result is asked for; the columns are
+    known at once.
+
+    Example:
+        >>> from framelab.frames.images import read_images
+        >>> from framelab.toolkits.datasets import caltech101_path
+        >>> frame = read_images(str(caltech101_path() / "ewer"), label_from="folder")
+        >>> frame.columns
+        ['image', 'path', 'label', 'error']
+        >>> frame.head(2).to_pydict()["label"]
+        ['ewer', 'ewer']
+    """
+    # The reader describes a plan node; a Frame is the user's handle on it.
     from framelab.frames.frame import Frame
 
-    schema = _output_schema(include_paths=include_paths, label_from=label_from, on_error=on_error)
-    return Frame.from_ray(
-        read_images_dataset(
-            paths,
-            recursive=recursive,
-            label_from=label_from,
-            extensions=extensions,
-            include_paths=include_paths,
-            on_error=on_error,
-            storage_options=storage_options,
-            max_pixels=max_pixels,
-            verify=verify,
-        ),
-        schema=schema,
-    )
+    return Frame._make(image_scan(paths, ReadOptions.of(options, **overrides)))
 
 
-def _output_schema(*, include_paths: bool, label_from: str | None, on_error: str) -> pa.Schema:
-    """The columns :func:`read_block` produces for these options."""
-    fields = [pa.field("image", image_type())]
-    if include_paths:
-        fields.append(pa.field("path", pa.string()))
-    if label_from == "folder":
-        fields.append(pa.field("label", pa.string()))
-    if on_error == "null":
-        fields.append(pa.field("error", pa.string()))
-    return pa.schema(fields)
+def image_scan(paths: str | Sequence[str], options: ReadOptions) -> DatasetScan:
+    """The plan's source node for a read: paths checked now, the Ray Data pipeline built on first use.
+
+    Example:
+        >>> from framelab.frames.images.read import ReadOptions, image_scan
+        >>> from framelab.toolkits.datasets import caltech101_path
+        >>> image_scan(str(caltech101_path()), ReadOptions()).describe()
+        'read_images(lazy)'
+    """
+    from framelab.frames.logical import DatasetScan
+
+    roots = _check_paths(paths)
+    fs, _ = storage.filesystem(roots[0], options.storage_options)
+    schema = options.schema(key_folders(fs, roots, options.extensions))
+    return DatasetScan(factory=lambda: read_images_dataset(roots, options), schema=schema, label="read_images")
 
 
-def read_images_dataset(
-    paths: str | Sequence[str],
-    *,
-    recursive: bool = True,
-    label_from: str | None = None,
-    extensions: Sequence[str] = DEFAULT_EXTENSIONS,
-    include_paths: bool = True,
-    on_error: str = "null",
-    storage_options: dict | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    verify: bool | str = True,
-) -> Any:
-    """The lazy ``ray.data.Dataset`` behind :func:`read_images` (same arguments).
+def read_images_dataset(paths: str | Sequence[str], options: ReadOptions | None = None) -> Any:
+    """The lazy ``ray.data.Dataset`` behind :func:`read_images`.
 
     Example:
         >>> from framelab.frames.images.read import read_images_dataset
-        >>> ds = read_images_dataset("../shared/data/caltech101_subset/ewer")  # doctest: +SKIP
+        >>> from framelab.toolkits.datasets import caltech101_path
+        >>> read_images_dataset(str(caltech101_path() / "ewer")).count()
+        60
     """
     import ray.data
 
     from framelab.platform.session import ensure_connected
 
-    roots = _check_arguments(paths, label_from, extensions, on_error, max_pixels, verify)
+    options = options or ReadOptions()
+    roots = _check_paths(paths)
     ensure_connected()
-    fs = _filesystem(roots[0], storage_options)
-    exts = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
+    fs, _ = storage.filesystem(roots[0], options.storage_options)
     # Entries named like image files are read as files without asking the
     # store; anything else (folders, globs) is listed by a worker.
     rows = [
-        {"path": _strip(fs, r), "kind": "file" if _keep(r, exts) and not _is_glob(r) else "root"}
+        {"path": storage.filesystem(r, options.storage_options)[1],
+         "kind": "file" if _keep(r, options.extensions) and not storage.is_glob(r) else "root"}
         for r in roots
     ]
-    protocol = _protocol(fs)
     blocks = max(1, min(len(rows), len(rows) // FILES_PER_BLOCK + 1))
     listed = ray.data.from_items(rows, override_num_blocks=blocks)
     # Two Ray Data defaults left one of 2 cores idle for most of a read (0.63 -> 0.9
@@ -166,6 +218,9 @@ def read_images_dataset(
     # have taken all but 2 of its blocks (path blocks are a few KB: let it run ahead).
     ctx = listed.context
     ctx.op_resource_reservation_enabled = False
+    # A task's own error, not Ray Data's UserCodeException around it (whose cause does not survive the
+    # trip to the driver), so remote_errors can raise on_error="raise"'s ImageReadError as itself.
+    ctx.raise_original_map_exception = True
     if hasattr(ctx, "_max_num_blocks_in_streaming_gen_buffer"):
         ctx._max_num_blocks_in_streaming_gen_buffer = 64
     if any(r["kind"] == "root" for r in rows):
@@ -173,26 +228,18 @@ def read_images_dataset(
         # distinct CPU request keeps Ray Data from fusing it with the readers
         # (fused, the whole read would run as one task).
         listed = listed.map_batches(
-            _ListFiles(fs, exts, recursive), batch_format="pyarrow", batch_size=1, num_cpus=_LIST_CPUS
+            _ListFiles(fs, options), batch_format="pyarrow", batch_size=1, num_cpus=_LIST_CPUS
         )
-    reader = _ReadFiles(
-        fs,
-        protocol=protocol,
-        label_from=label_from,
-        include_paths=include_paths,
-        on_error=on_error,
-        max_pixels=max_pixels,
-        verify=verify,
-    )
+    reader = _ReadFiles(fs, options, storage.protocol(fs), key_folders(fs, roots, options.extensions))
     return listed.repartition(target_num_rows_per_block=FILES_PER_BLOCK).map_batches(
         reader, batch_format="pyarrow", batch_size=None
     )
 
 
-def _check_arguments(
-    paths: Any, label_from: Any, extensions: Any, on_error: Any, max_pixels: Any, verify: Any
-) -> list[str]:
-    """Validate read_images' arguments in one place; returns the roots as strings."""
+def _check_paths(paths: Any) -> list[str]:
+    """The roots as strings: one filesystem, and a single local root that exists."""
+    import os
+
     if isinstance(paths, (str, bytes)) or hasattr(paths, "__fspath__"):
         roots = [str(paths)]
     elif isinstance(paths, Sequence) or hasattr(paths, "__iter__"):
@@ -201,55 +248,49 @@ def _check_arguments(
         raise InputError(f"paths must be a path, URL, glob or a list of them; got {type(paths).__name__}")
     if not roots:
         raise InputError("read_images needs at least one path; got an empty list")
-    if on_error not in ON_ERROR:
-        raise InputError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
-    if label_from not in LABEL_FROM:
-        raise InputError(f"label_from must be None or 'folder', got {label_from!r}")
-    if isinstance(extensions, str) or not all(isinstance(e, str) for e in extensions):
-        raise InputError(f"extensions must be a tuple of file endings like ('.jpg', '.png'), got {extensions!r}")
-    if verify not in (True, False, "full"):
-        raise InputError(f"verify must be True, False or 'full', got {verify!r}")
-    if not isinstance(max_pixels, int) or max_pixels <= 0:
-        raise InputError(f"max_pixels must be a positive int, got {max_pixels!r}")
-    protocols = {_url_protocol(r) for r in roots}
+    protocols = {storage.url_protocol(r) for r in roots}
     if len(protocols) > 1:
         raise InputError(f"all paths must be on one filesystem; got {sorted(protocols)}")
-    if len(roots) == 1 and _url_protocol(roots[0]) == "file":
-        import os
-
+    if len(roots) == 1 and storage.url_protocol(roots[0]) == "file":
         local = roots[0][len("file://"):] if roots[0].startswith("file://") else roots[0]
-        if not _is_glob(local) and not os.path.exists(local):
+        if not storage.is_glob(local) and not os.path.exists(local):
             raise FileNotFoundError(f"no such file or folder: {roots[0]!r}")
     return roots
 
 
-def _url_protocol(url: str) -> str:
-    return url.split("://", 1)[0] if "://" in url else "file"
+def key_folders(fs: fsspec.AbstractFileSystem, roots: list[str], exts: tuple[str, ...]) -> list[str]:
+    """The folders each row's key is taken relative to: the roots that are not single image files.
+
+    A glob's folder is the part before its first wildcard; a file named on its
+    own is keyed by its file name. The same images read from another folder or
+    bucket then get the same keys, so a seeded ``random_split`` splits them the
+    same way.
+
+    Example:
+        >>> import fsspec
+        >>> from framelab.frames.images.read import key_folders
+        >>> key_folders(fsspec.filesystem("file"), ["/data/photos", "/data/more/*/*.jpg", "/x/a.jpg"], (".jpg",))
+        ['/data/more', '/data/photos']
+    """
+    protocol = storage.protocol(fs)
+    folders = []
+    for root in roots:
+        if _keep(root, exts) and not storage.is_glob(root):
+            continue
+        path = storage.filesystem(root)[1] if protocol == "file" else fs._strip_protocol(root)
+        if storage.is_glob(path):
+            path = path[: min(path.find(ch) for ch in "*?[" if ch in path)].rsplit("/", 1)[0]
+        folders.append(_display_path(path.rstrip("/") or "/", protocol))
+    return sorted(set(folders))
 
 
-def _is_glob(path: str) -> bool:
-    return any(ch in path for ch in "*?[")
-
-
-def _filesystem(url: str, storage_options: dict | None) -> fsspec.AbstractFileSystem:
-    import fsspec
-
-    fs, _ = fsspec.core.url_to_fs(url, **(storage_options or {}))
-    return fs
-
-
-def _strip(fs: fsspec.AbstractFileSystem, url: str) -> str:
-    return fs._strip_protocol(url)
-
-
-def _protocol(fs: fsspec.AbstractFileSystem) -> str:
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return "file" if protocol in ("file", "local") else protocol
+def _path_field(folders: list[str] | None) -> pa.Field:
+    field = pa.field("path", pa.string())
+    return field if folders is None else row_key_field(field, folders)
 
 
 def _keep(path: str, exts: tuple[str, ...]) -> bool:
-    name = posixpath.basename(path)
-    return not name.startswith((".", "_")) and name.lower().endswith(exts)
+    return not storage.is_hidden(path) and storage.has_suffix(path, exts)
 
 
 def _paths_table(rows: list[tuple[str, str]]) -> pa.Table:
@@ -265,8 +306,8 @@ class _ListFiles:
     waiting on requests, so a task keeps several in flight instead of one.
     """
 
-    def __init__(self, fs: fsspec.AbstractFileSystem, exts: tuple[str, ...], recursive: bool):
-        self.fs, self.exts, self.recursive = fs, exts, recursive
+    def __init__(self, fs: fsspec.AbstractFileSystem, options: ReadOptions):
+        self.fs, self.exts, self.recursive = fs, options.extensions, options.recursive
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
         files: list[tuple[str, str]] = []
@@ -280,9 +321,12 @@ class _ListFiles:
 
     def _list(self, root: str) -> Iterator[pa.Table]:
         fs = self.fs
-        if _is_glob(root):
+        local = storage.protocol(fs) == "file"
+        if storage.is_glob(root):
             found = sorted(fs.glob(root, detail=True).items())
-            files = [(p, "file") for p, info in found if info.get("type") == "file"]
+            # A pipe or device the glob matches is listed too: its row gets an error, it is never opened.
+            files = [(p, "file") for p, info in found
+                     if info.get("type") != "directory" and not (local and os.path.isdir(p))]
             if not files:
                 raise FileNotFoundError(f"no files match {root!r}")
             yield from _chunks(files)
@@ -294,11 +338,19 @@ class _ListFiles:
         if info.get("type") != "directory":
             yield _paths_table([(root, "file")])
             return
+        if local:
+            # Local folders are walked by storage.walk: symbolic links to folders are followed (a loop is
+            # read once), and pipes, sockets and devices are listed, so their rows say what they are.
+            base = root.rstrip("/")
+            files = [(p, "file") for p, _ in storage.walk(fs, root)
+                     if _keep(p, self.exts) and (self.recursive or posixpath.dirname(p) == base)]
+            yield from _chunks(files)
+            return
         files, folders = [], []
         for entry in sorted(fs.ls(root, detail=True), key=lambda e: e["name"]):
             name = entry["name"]
             if entry.get("type") == "directory":
-                if self.recursive and not posixpath.basename(name.rstrip("/")).startswith((".", "_")):
+                if self.recursive and not storage.is_hidden(name):
                     folders.append(name)
             elif _keep(name, self.exts):
                 files.append((name, "file"))
@@ -308,7 +360,7 @@ class _ListFiles:
         from concurrent.futures import ThreadPoolExecutor
 
         def walk(folder: str) -> list[tuple[str, str]]:
-            return [(p, "file") for p in sorted(fs.find(folder)) if _keep(p, self.exts)]
+            return [(p, "file") for p, _ in storage.walk(fs, folder) if _keep(p, self.exts)]
 
         with ThreadPoolExecutor(max_workers=min(_LIST_THREADS, len(folders))) as pool:
             for found in pool.map(walk, folders):
@@ -323,60 +375,39 @@ def _chunks(rows: list[tuple[str, str]]) -> Iterator[pa.Table]:
 class _ReadFiles:
     """Stage 3: a block of paths -> image rows, one row per path whatever happens to the file."""
 
-    def __init__(
-        self,
-        fs: fsspec.AbstractFileSystem,
-        *,
-        protocol: str,
-        label_from: str | None,
-        include_paths: bool,
-        on_error: str,
-        max_pixels: int,
-        verify: bool | str,
-    ):
+    def __init__(self, fs: fsspec.AbstractFileSystem, options: ReadOptions, protocol: str, folders: list[str]):
         self.fs = fs
+        self.options = options
         self.protocol = protocol
-        self.label_from = label_from
-        self.include_paths = include_paths
-        self.on_error = on_error
-        self.max_pixels = max_pixels
-        self.verify = verify
+        self.folders = folders
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return read_block(
-            self.fs,
-            batch.column("path").to_pylist(),
-            protocol=self.protocol,
-            label_from=self.label_from,
-            include_paths=self.include_paths,
-            on_error=self.on_error,
-            max_pixels=self.max_pixels,
-            verify=self.verify,
-        )
+        table = read_block(self.fs, batch.column("path").to_pylist(), self.options, protocol=self.protocol)
+        if "path" not in table.column_names:
+            return table
+        index = table.column_names.index("path")
+        return table.set_column(index, _path_field(self.folders), table.column(index))
 
 
 def read_block(
-    fs: fsspec.AbstractFileSystem,
-    paths: list[str],
-    *,
-    protocol: str = "file",
-    label_from: str | None = None,
-    include_paths: bool = True,
-    on_error: str = "null",
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    verify: bool | str = True,
+    fs: fsspec.AbstractFileSystem, paths: list[str], options: ReadOptions | None = None, *, protocol: str = "file"
 ) -> pa.Table:
     """Read and check one block of image files (the work of one read task).
 
     Example:
         >>> import fsspec
         >>> from framelab.frames.images.read import read_block
-        >>> read_block(fsspec.filesystem("file"), ["/nope.jpg"], on_error="null").column("error")[0]
+        >>> read_block(fsspec.filesystem("file"), ["/nope.jpg"]).column("error")[0]
         <pyarrow.StringScalar: 'file not found: /nope.jpg (it was listed but is gone, or never existed)'>
     """
-    contents = fs.cat(paths, on_error="return") if paths else {}
-    if len(paths) == 1 and not isinstance(contents, dict):
-        contents = {paths[0]: contents}
+    options = options or ReadOptions()
+    # A pipe, socket or device is never opened: reading one could block the task forever.
+    refused = {p: problem for p in paths if (problem := storage.regular_file_problem(p))} if protocol == "file" else {}
+    wanted = [p for p in paths if p not in refused]
+    contents = fs.cat(wanted, on_error="return") if wanted else {}
+    if len(wanted) == 1 and not isinstance(contents, dict):
+        contents = {wanted[0]: contents}
+    contents.update({p: _NotRegularFile(f"the path {problem}") for p, problem in refused.items()})
     cols: list[list] = [[], [], [], [], []]
     errors: list[str | None] = []
     for path in paths:
@@ -387,42 +418,44 @@ def read_block(
             error = _read_failure(path, data)
         else:
             try:
-                row = (data, *probe_image(data, max_pixels=max_pixels, verify=verify))
+                row = (data, *probe_image(data, max_pixels=options.max_pixels, verify=options.verify))
             except ImageDecodeError as exc:
                 error = str(exc)
-        if error is not None and on_error == "raise":
+        if error is not None and options.on_error == "raise":
             raise ImageReadError(f"cannot read {_display_path(path, protocol)} as an image: {error}")
         for col, value in zip(cols, row):
             col.append(value)
         errors.append(error)
     columns: dict[str, pa.Array] = {"image": image_array(*cols)}
-    if include_paths:
+    if options.include_paths:
         columns["path"] = pa.array([_display_path(p, protocol) for p in paths], type=pa.string())
-    if label_from == "folder":
+    if options.label_from == "folder":
         columns["label"] = pa.array(
             [posixpath.basename(posixpath.dirname(p)) for p in paths], type=pa.string()
         )
     columns["error"] = pa.array(errors, type=pa.string())
     table = pa.table(columns)
-    failed = sum(e is not None for e in errors)
-    if failed:
-        first = next(i for i, e in enumerate(errors) if e is not None)
-        action = "dropped" if on_error == "drop" else "kept with a null image and the reason in 'error'"
-        message = (
-            f"read_images: {failed} of {len(paths)} file(s) in this block could not be read "
-            f"({action}); first: {_display_path(paths[first], protocol)}: {errors[first]}"
-        )
-        warn_failures(message)
-    if on_error == "drop":
+    bad = [i for i, e in enumerate(errors) if e is not None]
+    if bad:
+        action = "dropped" if options.on_error == "drop" else "kept with a null image and the reason in 'error'"
+        examples = [f"{_display_path(paths[i], protocol)}: {errors[i]}" for i in bad[:3]]
+        failures.report("read_images", len(bad), len(paths), examples, action=action, unit="file(s)")
+    if options.on_error == "drop":
         import pyarrow.compute as pc
 
         table = table.filter(pc.is_null(table.column("error"))).drop_columns(["error"])
-    elif on_error == "raise":
+    elif options.on_error == "raise":
         table = table.drop_columns(["error"])
     return table
 
 
+class _NotRegularFile(OSError):
+    """A listed path that is not a regular file (a pipe, socket or device), refused without opening it."""
+
+
 def _read_failure(path: str, exc: BaseException) -> str:
+    if isinstance(exc, _NotRegularFile):
+        return str(exc)
     if isinstance(exc, FileNotFoundError):
         return f"file not found: {path} (it was listed but is gone, or never existed)"
     if isinstance(exc, IsADirectoryError):

@@ -44,11 +44,6 @@ def read_images(paths, **kwargs) -> Frame:
 
 
 @pytest.fixture(scope="module")
-def caltech(shared_data: Path) -> Path:
-    return shared_data / "caltech101_subset"
-
-
-@pytest.fixture(scope="module")
 def small_tree(caltech: Path, tmp_path_factory) -> Path:
     """Two classes x 6 real Caltech images, copied so tests can add files beside them."""
     root = tmp_path_factory.mktemp("tree")
@@ -191,7 +186,7 @@ def test_read_images_accepts_lists_globs_file_urls_and_no_paths(small_tree):
 )
 def test_read_images_knows_its_schema_without_reading_and_it_matches_the_data(small_tree, options):
     frame = read_images(str(small_tree), **options)
-    assert frame._source.schema is not None  # declared up front: asking for it runs nothing
+    assert frame._node.declared_schema is not None  # declared up front: asking for it runs nothing
     # No per-operator CPU reservation: it kept a core idle behind the finished listing.
     assert frame.to_ray().context.op_resource_reservation_enabled is False
     assert getattr(frame.to_ray().context, "_max_num_blocks_in_streaming_gen_buffer", 64) == 64
@@ -300,7 +295,7 @@ def test_read_images_from_s3_gives_the_same_frame_as_local_disk(small_tree, s3_s
 def test_resize_crop_convert_decode_and_to_tensor_run_as_column_operations(small_tree):
     frame = read_images(str(small_tree), label_from="folder")
     out = (
-        frame.with_column("small", images.col("image").resize(32, 24))
+        frame.with_column("small", images.col("image").resize(24, 32))  # (height, width)
         .with_column("pixels", images.col("image").resize(40, 40, keep_aspect="cover").center_crop(32, 32).convert("RGB").decode())
         .with_column("grey", images.col("image").convert("L").decode())
         .with_column("x", images.col("image").resize(16, 16).convert("RGB").to_tensor())

@@ -31,8 +31,7 @@ def _read(path: str, **kwargs) -> Frame:
 
 
 @pytest.fixture(scope="module")
-def two_classes(shared_data: Path) -> Frame:
-    caltech = shared_data / "caltech101_subset"
+def two_classes(caltech: Path) -> Frame:
     return _read([str(caltech / "ewer"), str(caltech / "brain")], label_from="folder")
 
 

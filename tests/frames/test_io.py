@@ -62,3 +62,16 @@ def test_missing_paths_are_named(tmp_path):
         Frame.read_csv(str(tmp_path / "*.csv"))
     with pytest.raises(FileNotFoundError, match="no saved frame"):
         Frame.load(str(tmp_path / "gone"))
+
+
+@pytest.mark.parametrize("where", ["driver", "cluster"])
+def test_a_column_of_only_nulls_in_one_file_takes_the_other_files_type(tmp_path, where, monkeypatch):
+    from framelab.frames import planner
+
+    if where == "cluster":
+        monkeypatch.setattr(planner, "LOCAL_BYTES", -1)
+    pq.write_table(pa.table({"x": [1, 2], "error": pa.array(["bad", None])}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"x": [3], "error": pa.nulls(1)}), tmp_path / "b.parquet")
+    frame = Frame.read_parquet(str(tmp_path))
+    assert frame.dtypes == {"x": pa.int64(), "error": pa.string()}
+    assert frame.sort("x").to_pydict() == {"x": [1, 2, 3], "error": ["bad", None, None]}

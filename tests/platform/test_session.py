@@ -46,12 +46,15 @@ def test_frame_operations_connect_lazily_and_quietly(tmp_path):
         "import ray\n"
         "from framelab.frames import Frame\n"
         "assert not ray.is_initialized()\n"
-        "print(Frame({'x': [1, 2, 3]}).repartition(2).num_rows())\n"
-        "assert ray.is_initialized()\n"
+        "frame = Frame({'x': [1, 2, 3]}).repartition(2)\n"
+        "print(frame.num_rows())\n"
+        "assert not ray.is_initialized()  # a count of rows in the driver needs no cluster\n"
+        "print(frame.materialize().num_rows())\n"
+        "assert ray.is_initialized()  # blocks on the cluster: the session starts here\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=180)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "3"
+    assert out.stdout.split() == ["3", "3"]
     assert "INFO" not in out.stdout
 
 
@@ -63,3 +66,103 @@ def test_address_comes_from_the_argument_then_the_environment(monkeypatch):
     monkeypatch.setenv(ADDRESS_ENV, "ray://head:10001")
     assert resolve_address(None) == "ray://head:10001"
     assert resolve_address("auto") == "auto"
+
+
+def _listening_addresses(root_pid: int) -> list[tuple[int, str, int]]:
+    """(pid, ip, port) of every TCP socket listening in ``root_pid`` and its descendants, from /proc."""
+    import ipaddress
+    import os
+    from pathlib import Path
+
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    pids, todo = set(), [root_pid]
+    while todo:
+        pid = todo.pop()
+        pids.add(pid)
+        todo.extend(children.get(pid, []))
+    listening: dict[str, tuple[str, int]] = {}
+    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] != "0A":  # TCP_LISTEN
+                continue
+            hex_ip, hex_port = cols[1].split(":")
+            raw = bytes.fromhex(hex_ip)
+            # /proc prints each 32-bit word in host (little-endian) order.
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, width, 4))
+            listening[cols[9]] = (str(ipaddress.ip_address(raw)), int(hex_port, 16))
+    found = []
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:[") and link[8:-1] in listening:
+                found.append((pid, *listening[link[8:-1]]))
+    return found
+
+
+def _is_loopback(ip: str) -> bool:
+    import ipaddress
+
+    addr = ipaddress.ip_address(ip)
+    if getattr(addr, "ipv4_mapped", None):
+        addr = addr.ipv4_mapped
+    return addr.is_loopback
+
+
+def test_the_embedded_session_listens_on_loopback_only():
+    import os
+
+    import ray
+
+    connect()
+
+    @ray.remote
+    def worker_pid() -> int:
+        return os.getpid()
+
+    ray.get(worker_pid.remote())  # a worker process is up and serving too
+    sockets = _listening_addresses(os.getpid())
+    assert len(sockets) >= 3, sockets  # GCS, raylet, worker at least: the reader sees them
+    exposed = [s for s in sockets if not _is_loopback(s[1])]
+    assert not exposed, f"the embedded Ray listens beyond loopback: {exposed}"
+
+
+def test_connecting_elsewhere_while_connected_says_so_instead_of_pretending():
+    import pytest
+
+    from framelab.platform.errors import SessionMismatchError
+
+    connect()
+    with pytest.raises(SessionMismatchError, match=r"already connected to an embedded local Ray.*shutdown\(\)"):
+        connect("ray://127.0.0.1:10001")
+    with pytest.raises(SessionMismatchError, match="auto"):
+        connect("auto")
+    with pytest.raises(SessionMismatchError, match=r"num_cpus=7 \(running: 2\)"):
+        connect(num_cpus=7)
+    assert connect(num_cpus=2).num_cpus == 2  # the sizes it runs with are no mismatch
+
+
+def test_sizes_for_a_cluster_are_refused_with_the_fix(monkeypatch):
+    import pytest
+
+    from framelab.platform.session import shutdown
+
+    shutdown()
+    try:
+        with pytest.raises(ValueError, match="Drop num_cpus to join it"):
+            connect("ray://127.0.0.1:1", num_cpus=2)
+    finally:
+        connect(num_cpus=2, object_store_memory=1_000_000_000)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import ray
 
 import framelab.platform.sharded as sharded
+from framelab.platform.errors import NodeLostError
 from framelab.platform.sharded import ShardedArrays, _assign_blocks
 
 # Ray workers cannot import this test module: send its functions by value.
@@ -62,6 +65,64 @@ def test_closed_shards_refuse_work_and_small_data_gets_one_shard():
         shards.map(_sum)
 
 
+def _note(state, tag):
+    state.setdefault("notes", []).append(tag)
+
+
+def _notes(state):
+    return list(state.get("notes", []))
+
+
+def _die_once(state, marker):
+    """Exit this actor's process the first time any shard runs it (the marker file says it happened)."""
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return float(state["x"].sum())
+    os._exit(1)
+
+
+def _die_always(state):
+    os._exit(1)
+
+
+def test_a_killed_shard_is_rebuilt_with_its_blocks_and_state_changes():
+    refs = [ray.put(np.full(10, float(i))) for i in range(4)]
+    with ShardedArrays(refs, _load, num_shards=2, max_restarts=2) as shards:
+        shards.map(_note, "encoded")
+        assert shards.map(_notes, changes_state=False) == [["encoded"], ["encoded"]]
+        ray.kill(shards._actors[0])
+        # The rebuilt shard replays the state change, not the read-only call.
+        assert shards.map(_notes, changes_state=False) == [["encoded"], ["encoded"]]
+        assert sum(shards.map(_sum, changes_state=False)) == 60.0
+        assert shards.restarts == 1
+        assert sorted(o for s in shards.map(lambda s: s["offsets"], changes_state=False) for o in s) == [0, 10, 20, 30]
+
+
+def test_a_shard_that_dies_during_a_call_is_rebuilt_and_the_call_answers(tmp_path):
+    refs = [ray.put(np.full(10, float(i))) for i in range(4)]
+    with ShardedArrays(refs, _load, num_shards=2, max_restarts=1) as shards:
+        before = shards.map(_sum, changes_state=False)
+        marker = str(tmp_path / "died")
+        assert shards.map(_die_once, marker, changes_state=False) == before
+        assert os.path.exists(marker) and shards.restarts == 1
+
+
+def test_a_shard_that_keeps_dying_raises_once_its_restarts_are_spent():
+    refs = [ray.put(np.zeros(3)), ray.put(np.ones(3))]
+    with ShardedArrays(refs, _load, num_shards=2, max_restarts=1) as shards:
+        with pytest.raises(NodeLostError, match="1 of 2 shard"):
+            shards.map(_die_always, changes_state=False)
+        assert shards.restarts == 1
+
+
+def test_without_restarts_a_dead_shard_is_a_clear_error():
+    with ShardedArrays([ray.put(np.zeros(3)), ray.put(np.ones(3))], _load, num_shards=2) as shards:
+        ray.kill(shards._actors[1])
+        with pytest.raises(NodeLostError, match="Run it again"):
+            shards.map(_sum)
+
+
 def test_blocks_stay_on_their_node_while_loads_stay_even():
     sizes = [(100, {"a"}), (100, {"a"}), (100, {"b"}), (100, {"b"}), (100, {"a"}), (100, {"a"})]
     assignment = _assign_blocks(sizes, ["a", "b"])
@@ -87,3 +148,48 @@ def test_shards_spread_over_nodes_and_read_local_blocks(two_node_cluster, monkey
         per_shard = shards.map(lambda s: sorted(set(s["x"].tolist())))
     # Each actor holds the two blocks made on its own node.
     assert sorted(per_shard) == [[0.0, 2.0], [1.0, 3.0]]
+
+
+def test_a_shard_lost_mid_pass_is_a_clear_error_at_once_not_a_ray_traceback():
+    import threading
+    import time
+
+    import numpy as np
+    import pytest
+    import ray
+
+    from framelab.platform.errors import NodeLostError
+    from framelab.platform.sharded import ShardedArrays
+
+    refs = [ray.put(np.ones(10)), ray.put(np.ones(10))]
+    shards = ShardedArrays(refs, lambda blocks, offsets: blocks[0], num_shards=2, cpus_per_shard=0.5,
+                           in_process=False)
+    try:
+        # What a node's death does to the actor on it, done here to one actor.
+        killer = threading.Timer(2.0, ray.kill, args=(shards._actors[0],))
+        killer.start()
+        started = time.monotonic()
+        with pytest.raises(NodeLostError, match=r"1 of 2 shard\(s\) .* was lost .* Run it again"):
+            shards.map(lambda x: time.sleep(60))
+        assert time.monotonic() - started < 30
+    finally:
+        shards.close()
+def test_submitted_work_feeds_other_shards_by_reference():
+    refs = [ray.put(np.full(10, float(i))) for i in range(4)]
+    with ShardedArrays(refs, _load, num_shards=2) as shards:
+        parts = shards.submit(_sum)  # not waited for
+        total = shards.submit(lambda state, *sums: float(sum(sums)), *parts, shard=1)
+        assert shards.get(total) == [60.0]
+
+
+def test_resident_shards_reserve_a_sliver_but_compute_on_a_thread(monkeypatch):
+    from framelab.platform.resources import RESIDENT_ACTOR_CPUS, resident_pool
+
+    monkeypatch.setattr(sharded, "IN_PROCESS_MAX_BYTES", 0)
+    pool = resident_pool()
+    refs = [ray.put(np.zeros(10)) for _ in range(2)]
+    with ShardedArrays(refs, _load, num_shards=2, cpus_per_shard=pool.num_cpus, threads_per_shard=1) as shards:
+        assert pool.num_cpus == RESIDENT_ACTOR_CPUS
+        # The pool holds almost no CPU: a task still gets scheduled while the shards live.
+        assert ray.get(ray.remote(num_cpus=1)(lambda: 7).remote()) == 7
+        assert sum(shards.map(lambda s: len(s["x"]))) == 20

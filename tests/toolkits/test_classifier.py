@@ -16,7 +16,7 @@ TRAIN_PER_CLASS = 9
 
 
 @pytest.fixture(scope="session")
-def caltech_features(shared_data):
+def caltech_features(caltech, bundled_weights):
     """MobileNetV2 (ImageNet weights) pooled features of 300 Caltech images, split 9/6 per class.
 
     Computed once per test session with plain torch, independently of
@@ -26,8 +26,8 @@ def caltech_features(shared_data):
     import torchvision
     from PIL import Image
 
-    root = shared_data / "caltech101_subset"
-    weights = next((shared_data / "mobilenet_v2_imagenet").glob("*.pth"))
+    root = caltech
+    weights = bundled_weights
     model = torchvision.models.mobilenet_v2()
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     model.eval()

@@ -84,14 +84,13 @@ def _tiny_module(*, marker_dir: str | None = None, crash_marker: str | None = No
 
 
 @pytest.fixture(scope="module")
-def coral(shared_data):
-    return read_images(str(shared_data / "coral_test_images")).materialize()
+def coral_frame(coral):
+    return read_images(str(coral)).materialize()
 
 
 # ---------------------------------------------------------------- correctness
-def test_features_equal_a_plain_pytorch_forward_pass(shared_data):
-    caltech = shared_data / "caltech101_subset"
-    files = [str(shared_data / "coral_test_images" / n) for n in ("cat.bmp", "owl.jpg", "parrot.jpg")]
+def test_features_equal_a_plain_pytorch_forward_pass(caltech, coral):
+    files = [str(coral / n) for n in ("cat.bmp", "owl.jpg", "parrot.jpg")]
     # Greyscale JPEGs (brain, trilobite hold some) must come out as 3-channel input too.
     files += [str(p) for p in sorted((caltech / "brain").glob("*.jpg"))[:3]]
     files += [str(p) for p in sorted((caltech / "trilobite").glob("*.jpg"))[:3]]
@@ -126,10 +125,10 @@ def test_features_equal_a_plain_pytorch_forward_pass(shared_data):
     }
 
 
-def test_default_model_top1_matches_the_reference_on_coral_photos(coral, shared_data):
-    out = deep_features.extract(coral, layer="classifier.1", output_column="logits").to_arrow()
+def test_default_model_top1_matches_the_reference_on_coral_photos(coral_frame, coral):
+    out = deep_features.extract(coral_frame, layer="classifier.1", output_column="logits").to_arrow()
     top1 = {os.path.basename(p): int(v.argmax()) for p, v in _by_path(out, "logits").items()}
-    with open(shared_data / "coral_test_images" / "expected_top1.csv") as f:
+    with open(coral / "expected_top1.csv") as f:
         expected = {r["file"]: int(r["torch_stock_top1_index"]) for r in csv.DictReader(f)}
     assert top1 == expected
     assert provenance_of(out.schema.field("logits"))["layer"] == "classifier.1"
@@ -149,13 +148,13 @@ def test_null_and_undecodable_images_get_null_features_and_keep_their_rows():
     assert provenance_of(out.schema.field("deep_features"))["model"] == "custom:TinyNet"
 
 
-def test_bfloat16_autocast_keeps_features_close_to_float32(shared_data):
+def test_bfloat16_autocast_keeps_features_close_to_float32(caltech):
     import ray
 
     from framelab.toolkits.deep_features.decode import decode_batch
     from framelab.toolkits.deep_features.inference import FeatureActor, StageConfig
 
-    files = sorted((shared_data / "caltech101_subset" / "ewer").glob("*.jpg"))[:4]
+    files = sorted((caltech / "ewer").glob("*.jpg"))[:4]
     table = pa.table({"data": pa.array([f.read_bytes() for f in files], pa.binary())})
     extractor = DeepFeatureExtractor()
     prep = extractor._resolve().preprocessing
@@ -268,8 +267,8 @@ def test_image_column_is_found_or_the_choices_are_named():
         deep_features.extract(frame, image_column="photo")
 
 
-def test_several_image_columns_ask_which_one(coral):
-    two = coral.select("image").to_arrow()
+def test_several_image_columns_ask_which_one(coral_frame):
+    two = coral_frame.select("image").to_arrow()
     two = two.append_column("thumb", two.column("image"))
     with pytest.raises(InputError, match="2 image columns \\('image', 'thumb'\\); pass image_column="):
         deep_features.extract(Frame(two))
@@ -306,23 +305,49 @@ def test_extraction_spreads_over_both_nodes_and_returns_every_row_once(two_node_
         _tiny_module(marker_dir=str(tmp_path), delay=0.3), preprocessing=TINY_PREP, batch_size=2
     )
     # Input already in the object store: the actor pool starts whole, one actor per node.
-    out = extractor.transform(frame.repartition(12).materialize(), image_column="data").to_arrow()
+    featured = extractor.transform(frame.repartition(12).materialize(), image_column="data")
+    plan = featured.explain()
+    out = featured.to_arrow()
     assert sorted(out.column("id").to_pylist()) == list(range(48))
     assert out.column("deep_features").null_count == 0
     nodes = {name.split(".")[0] for name in os.listdir(tmp_path)}
-    assert len(nodes) == 2, f"the model ran on {len(nodes)} node(s): {sorted(os.listdir(tmp_path))}"
-
-
-def test_cpu_decode_tasks_get_only_the_cpus_the_actors_leave():
-    from framelab.toolkits.deep_features.extractor import _actor_pool, _decode_concurrency
-
-    pool = _actor_pool("cpu")  # the test session: 2 CPUs, two half-CPU actors
-    assert _decode_concurrency("cpu", pool) == {"concurrency": 1}
-    assert _decode_concurrency("cuda", pool) == {}
+    processes = sorted({".".join(name.split(".")[:2]) for name in os.listdir(tmp_path)})
+    assert len(nodes) == 2, f"the model ran on {len(nodes)} node(s), in {processes}; plan:\n{plan}"
 
 
 def test_the_features_frame_knows_its_schema_before_running_the_model():
+    from framelab.platform import warm_pools
+
     frame = Frame({"id": list(range(4)), "data": pa.array([_png(i) for i in range(4)], pa.binary())})
     out = DeepFeatureExtractor(_tiny_module(), preprocessing=TINY_PREP).transform(frame, image_column="data")
-    declared = out.schema  # from the plan alone: no actor has started yet
-    assert declared.equals(out.to_arrow().schema, check_metadata=True)
+    key = out._node.stage.key
+    warm_pools.release(key)
+    declared = out.schema
+    assert key not in warm_pools.warm_keys(), "asking for the schema started the model's actors"
+    table = out.to_arrow()
+    assert key in warm_pools.warm_keys(), "running the frame did not start the model's actors"
+    assert declared.equals(table.schema, check_metadata=True)
+
+
+def test_a_warm_session_runs_small_calls_on_the_same_model_actor():
+    from framelab.platform import warm_pools
+
+    frame = Frame({"id": [0, 1], "data": pa.array([_png(0), _png(1)], pa.binary())})
+    extractor = DeepFeatureExtractor(_tiny_module(), preprocessing=TINY_PREP)
+    first = extractor.transform(frame, image_column="data")
+    assert "one call to a warm actor" in first.explain() and "ActorMap  @driver" in first.explain()
+    key = first._node.stage.key
+    first.to_arrow()
+    actors = warm_pools.find(key).where()
+    again = DeepFeatureExtractor(_tiny_module(), preprocessing=TINY_PREP).transform(frame, image_column="data")
+    np.testing.assert_array_equal(again.to_numpy("deep_features"), first.to_numpy("deep_features"))
+    assert warm_pools.find(key).where() == actors  # the second extractor found the first one's actors
+
+
+def test_head_of_an_extraction_runs_the_model_on_those_rows_only(tmp_path):
+    frame = Frame({"id": list(range(40)), "data": pa.array([_png(i) for i in range(40)], pa.binary())})
+    extractor = DeepFeatureExtractor(_tiny_module(marker_dir=str(tmp_path)), preprocessing=TINY_PREP, batch_size=4)
+    featured = extractor.transform(frame.repartition(4), image_column="data")
+    assert "ActorMap  @cluster" in featured.explain()
+    assert featured.head(2).to_pydict()["id"] == [0, 1]
+    assert len(os.listdir(tmp_path)) == 1, "the model ran on more than the two rows asked for"

@@ -77,7 +77,7 @@ def test_features_of_another_extractor_are_refused(featured, model):
 
 
 def test_demo_runs_end_to_end_on_a_small_folder(small_caltech, tmp_path, capsys):
-    from framelab.platform.cli import main
+    from framelab.toolkits.cli import main
 
     assert main(["demo", "--data", str(small_caltech), "--output", str(tmp_path / "demo-model")]) == 0
     out = capsys.readouterr().out

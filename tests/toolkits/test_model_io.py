@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -49,11 +50,15 @@ def test_saved_folder_is_json_and_safetensors_only_with_the_version(model_and_fr
 
     model, _ = model_and_frame
     model.save(str(tmp_path / "m"))
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["arrays.safetensors", "model.json"]
     document = json.loads((tmp_path / "m" / "model.json").read_text())
+    arrays_file = document["arrays"]["file"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [arrays_file, "model.json"]
+    assert arrays_file.startswith("arrays.") and arrays_file.endswith(".safetensors")
     assert document["kind"] == "logistic_classifier"
     assert document["framelab_version"] == version("framelab")
-    assert b"pickle" not in (tmp_path / "m" / "arrays.safetensors").read_bytes()[:200]
+    data = (tmp_path / "m" / arrays_file).read_bytes()
+    assert document["arrays"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert b"pickle" not in data[:200]
 
 
 def test_save_and_load_through_s3(model_and_frame, s3_server):

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from framelab.toolkits.features import FeatureEncoder, target_values
+from framelab.toolkits.features import FeatureEncoder, tag_lists, tag_matrix, target_values
 
 # Rows per matrix product inside a shard: bounds the (rows, classes) temporaries.
 _CHUNK_ROWS = 8192
@@ -78,6 +78,22 @@ def shard_observe(state: dict, encoder: FeatureEncoder, target: str) -> dict:
     return out
 
 
+def shard_observe_tags(state: dict, encoder: FeatureEncoder, tags_column: str) -> dict:
+    """Vector lengths and, per tag, how many training and held-out rows carry it (merged in the driver)."""
+    out = {"train": encoder.observe(state["train"]), "valid": encoder.observe(state["valid"])}
+    for part in ("train", "valid"):
+        rows, tags = tag_lists(state[part], tags_column)
+        # A tag listed twice on one image counts once.
+        pairs = set(zip(rows.tolist(), tags.tolist()))
+        counts: dict[str, int] = {}
+        for _, tag in pairs:
+            counts[tag] = counts.get(tag, 0) + 1
+        out[f"{part}_tags"] = counts
+    out["num_train"] = state["train"].num_rows
+    out["num_valid"] = state["valid"].num_rows
+    return out
+
+
 def shard_encode(
     state: dict, encoder: FeatureEncoder, target: str, classes: list, class_weights: list[float]
 ) -> tuple[int, np.ndarray, np.ndarray]:
@@ -90,7 +106,22 @@ def shard_encode(
         # Held-out labels never seen in training can only be predicted wrong: code -1.
         state[y_key] = np.array([index.get(v, -1) for v in labels], dtype=np.int64)
     state["w"] = np.asarray(class_weights, dtype=np.float32)[state["y"]]
-    X = state["X"]
+    return _moments(state["X"])
+
+
+def shard_encode_tags(
+    state: dict, encoder: FeatureEncoder, tags_column: str, vocabulary: list[str]
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """Multi-label: float32 features and a 0/1 ``(rows, tags)`` matrix; return (n, mean, M2) for scaling."""
+    for part, (x_key, y_key) in (("train", ("X", "Y")), ("valid", ("Xv", "Yv"))):
+        table = state.pop(part)
+        state[x_key] = encoder.encode(table)
+        # Tags outside the vocabulary were counted in the observe pass; here they are only skipped.
+        state[y_key], _ = tag_matrix(table, tags_column, vocabulary)
+    return _moments(state["X"])
+
+
+def _moments(X: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
     n = X.shape[0]
     if n == 0:
         return 0, np.zeros(X.shape[1]), np.zeros(X.shape[1])
@@ -145,6 +176,39 @@ def shard_loss_grad(state: dict, weights: np.ndarray, bias: np.ndarray) -> tuple
     return loss, gW, gb, float(w.sum(dtype=np.float64)), correct, _correct(state["Xv"], state["yv"], W, b)
 
 
+def shard_sigmoid_loss_grad(state: dict, weights: np.ndarray, bias: np.ndarray) -> tuple:
+    """One-vs-rest: (loss, dW, db, rows, right train labels, right held-out labels) on one shard.
+
+    The loss sums an independent logistic loss per (row, tag), so one joint
+    minimisation reaches every tag's own optimum.
+    """
+    W = weights.astype(np.float32)
+    b = bias.astype(np.float32)
+    X, Y = state["X"], state["Y"]
+    loss = 0.0
+    gW = np.zeros(W.shape)
+    gb = np.zeros(b.shape)
+    correct = 0
+    for s in range(0, X.shape[0], _CHUNK_ROWS):
+        Xc, Yc = X[s:s + _CHUNK_ROWS], Y[s:s + _CHUNK_ROWS].astype(np.float32)
+        Z = Xc @ W + b
+        loss += float((np.logaddexp(0.0, Z) - Yc * Z).sum(dtype=np.float64))
+        R = _sigmoid(Z) - Yc
+        correct += int(((Z > 0) == (Yc > 0)).sum())
+        gW += Xc.T @ R
+        gb += R.sum(axis=0)
+    Xv, Yv = state["Xv"], state["Yv"]
+    correct_valid = int((((Xv @ W + b) > 0) == (Yv > 0)).sum()) if Xv.shape[0] else 0
+    return loss, gW, gb, float(X.shape[0]), correct, correct_valid
+
+
+def shard_sigmoid_scores(state: dict, weights: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out rows' per-tag probabilities and their 0/1 tags (for choosing thresholds)."""
+    Xv = state["Xv"]
+    scores = _sigmoid(Xv @ weights.astype(np.float32) + bias.astype(np.float32))
+    return scores.astype(np.float32), state["Yv"]
+
+
 def _correct(X: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray) -> int:
     if X.shape[0] == 0:
         return 0
@@ -165,6 +229,26 @@ def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
 
 
 # ------------------------------------------------------------- in the driver
+def pooled_mean_scale(stats: list[tuple[int, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Combine per-shard (n, mean, M2) (Chan et al.) into the mean and standard deviation."""
+    n_total, mean, m2 = 0, None, None
+    for n, m, s in stats:
+        if n == 0:
+            continue
+        if mean is None:
+            n_total, mean, m2 = n, m.copy(), s.copy()
+            continue
+        delta = m - mean
+        combined = n_total + n
+        mean = mean + delta * n / combined
+        m2 = m2 + s + delta**2 * n_total * n / combined
+        n_total = combined
+    std = np.sqrt(m2 / n_total)
+    # Constant columns carry no information; scaling them by 1 keeps them harmless.
+    scale = np.where(np.isfinite(std) & (std > 1e-12), std, 1.0)
+    return mean, scale
+
+
 @dataclass
 class FitResult:
     """What L-BFGS found, in the standardised feature space."""

@@ -1,4 +1,4 @@
-"""The model :func:`framelab.toolkits.classifier.create` returns: a multinomial logistic classifier.
+"""The logistic classifier: :func:`create` trains one, :class:`LogisticClassifier` is the model it returns.
 
 Example:
     >>> from framelab.frames import Frame
@@ -11,20 +11,41 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from framelab.frames.errors import ColumnNotFoundError, InputError
+from framelab.frames.validation import check_positive_int, check_seed
 from framelab.frames.vectors import vectors_from_numpy, vectors_to_numpy
+from framelab.platform import failures
 from framelab.toolkits.evaluation import check_metric, classification_metrics
-from framelab.toolkits.features import FeatureEncoder, check_frame, target_values
+from framelab.toolkits.features import (
+    FeatureEncoder,
+    check_frame,
+    check_target,
+    merge_observations,
+    target_values,
+)
+from framelab.toolkits.model import Model, Section
+
+if TYPE_CHECKING:
+    from framelab.toolkits.model_io import SavedModel
 
 OUTPUT_TYPES = ("class", "probability", "probability_vector")
+# Turi Create's rule: hold out 5% for validation when there are more than 100 rows.
+AUTO_VALIDATION_FRACTION = 0.05
+AUTO_VALIDATION_MIN_ROWS = 100
+# Times each shard of the training rows may be rebuilt after its actor dies (a lost node, an OOM kill).
+SHARD_RESTARTS = 3
 
 
-class LogisticClassifier:
+class LogisticClassifier(Model):
     """Softmax regression on numeric, vector and categorical features.
 
     Fitted state is plain arrays: the feature mean and scale used to
@@ -32,7 +53,7 @@ class LogisticClassifier:
     (:attr:`coefficients` gives them in the original units).
     """
 
-    _kind = "logistic_classifier"
+    kind = "logistic_classifier"
 
     def __init__(
         self,
@@ -76,7 +97,12 @@ class LogisticClassifier:
         second class is scored, against the first) and ``value``.
 
         Example:
-            >>> model.coefficients.head(3)  # doctest: +SKIP
+            >>> from framelab.frames import Frame
+            >>> from framelab.toolkits import classifier
+            >>> train = Frame({"size": [1.0, 1.2, 3.0, 3.3] * 5, "kind": ["cat", "cat", "dog", "dog"] * 5})
+            >>> model = classifier.create(train, "kind", verbose=False)
+            >>> model.coefficients.select("name", "class").to_pydict()
+            {'name': ['(intercept)', 'size'], 'class': ['dog', 'dog']}
         """
         from framelab.frames import Frame
 
@@ -110,8 +136,18 @@ class LogisticClassifier:
         one probability per class in :attr:`classes` order).
 
         Example:
-            >>> model.predict(test, output_type="probability_vector")  # doctest: +SKIP
+            >>> from framelab.frames import Frame
+            >>> from framelab.toolkits import classifier
+            >>> train = Frame({"size": [1.0, 1.2, 3.0, 3.3] * 5, "kind": ["cat", "cat", "dog", "dog"] * 5})
+            >>> model = classifier.create(train, "kind", verbose=False)
+            >>> model.predict(Frame({"size": [1.1, 3.1]})).to_pylist()
+            ['cat', 'dog']
+            >>> model.predict(Frame({"size": [3.2]}), output_type="probability").to_pylist()[0] > 0.9  # P("dog")
+            True
         """
+        return self._predict(frame, output_type)
+
+    def _predict(self, frame, output_type: str, nulls: NullRows | None = None) -> pa.ChunkedArray:
         if output_type not in OUTPUT_TYPES:
             raise InputError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}; got {output_type!r}")
         if output_type == "probability" and self.num_classes != 2:
@@ -122,16 +158,16 @@ class LogisticClassifier:
         labels = self._labels()
 
         def run(table: pa.Table) -> pa.Table:
-            proba = self._probabilities(table)
+            proba, valid = self._scores(table, nulls)
             if output_type == "class":
-                out = labels.take(pa.array(proba.argmax(axis=1)))
+                out = labels.take(_spread(proba.argmax(axis=1), valid))
             elif output_type == "probability":
-                out = pa.array(proba[:, 1])
+                out = _spread(proba[:, 1], valid)
             else:
-                out = vectors_from_numpy(proba)
+                out = vectors_from_numpy(_fill(proba, valid), mask=None if valid is None else ~valid)
             return pa.table({output_type: out})
 
-        return self._run(frame, run).column(0)
+        return self._run(frame, run, nulls=nulls).column(0)
 
     def predict_topk(self, frame, output_type: str = "probability", k: int = 3):
         """The ``k`` likeliest classes of each row, as a Frame of (id, class, probability | rank).
@@ -140,8 +176,16 @@ class LogisticClassifier:
         likeliest class first.
 
         Example:
-            >>> model.predict_topk(test, k=2)  # doctest: +SKIP
+            >>> from framelab.frames import Frame
+            >>> from framelab.toolkits import classifier
+            >>> train = Frame({"size": [1.0, 1.2, 3.0, 3.3] * 5, "kind": ["cat", "cat", "dog", "dog"] * 5})
+            >>> model = classifier.create(train, "kind", verbose=False)
+            >>> model.predict_topk(Frame({"size": [3.1]}), k=2).select("id", "class").to_pydict()
+            {'id': [0, 0], 'class': ['dog', 'cat']}
         """
+        return self._predict_topk(frame, output_type, k)
+
+    def _predict_topk(self, frame, output_type: str, k: int, nulls: NullRows | None = None):
         from framelab.frames import Frame
 
         if output_type not in ("probability", "rank"):
@@ -149,15 +193,23 @@ class LogisticClassifier:
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise InputError(f"k must be a positive integer; got {k!r}")
         k = min(int(k), self.num_classes)
-        proba = self._proba_matrix(frame)
+        result = self._run(
+            frame,
+            lambda t: pa.table({"p": _vectors_or_null(*self._scores(t, nulls))}),
+            nulls=nulls,
+        )
+        column = result.column(0)
+        proba = vectors_to_numpy(column, fill=0.0) if result.num_rows else np.zeros((0, self.num_classes))
+        missing = np.repeat(column.is_null().to_numpy(zero_copy_only=False), k) if column.null_count else None
         order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
         n = proba.shape[0]
+        # A row without features keeps its k rows, with a null class and probability.
         columns = {
             "id": pa.array(np.repeat(np.arange(n, dtype=np.int64), k)),
-            "class": self._labels().take(pa.array(order.ravel())),
+            "class": self._labels().take(pa.array(order.ravel(), mask=missing)),
         }
         if output_type == "probability":
-            columns["probability"] = pa.array(np.take_along_axis(proba, order, axis=1).ravel())
+            columns["probability"] = pa.array(np.take_along_axis(proba, order, axis=1).ravel(), mask=missing)
         else:
             columns["rank"] = pa.array(np.tile(np.arange(k, dtype=np.int64), n))
         return Frame.from_arrow(pa.table(columns))
@@ -166,21 +218,29 @@ class LogisticClassifier:
         """Each row's likeliest class and its probability, as a Frame (class, probability).
 
         Example:
-            >>> model.classify(test).head()  # doctest: +SKIP
+            >>> from framelab.frames import Frame
+            >>> from framelab.toolkits import classifier
+            >>> train = Frame({"size": [1.0, 1.2, 3.0, 3.3] * 5, "kind": ["cat", "cat", "dog", "dog"] * 5})
+            >>> model = classifier.create(train, "kind", verbose=False)
+            >>> model.classify(Frame({"size": [1.1, 3.1]})).to_pydict()["class"]
+            ['cat', 'dog']
         """
+        return self._classify(frame)
+
+    def _classify(self, frame, nulls: NullRows | None = None):
         from framelab.frames import Frame
 
         labels = self._labels()
 
         def run(table: pa.Table) -> pa.Table:
-            proba = self._probabilities(table)
+            proba, valid = self._scores(table, nulls)
             best = proba.argmax(axis=1)
             return pa.table({
-                "class": labels.take(pa.array(best)),
-                "probability": pa.array(proba[np.arange(len(best)), best]),
+                "class": labels.take(_spread(best, valid)),
+                "probability": _spread(proba[np.arange(len(best)), best], valid),
             })
 
-        return Frame.from_arrow(self._run(frame, run))
+        return Frame.from_arrow(self._run(frame, run, nulls=nulls))
 
     def evaluate(self, frame, metric: str = "auto") -> dict[str, Any]:
         """Score the model on labelled rows: a dict of metrics (see :mod:`framelab.toolkits.evaluation`).
@@ -190,19 +250,32 @@ class LogisticClassifier:
         confusion_matrix (a Frame of target_label, predicted_label, count).
 
         Example:
-            >>> model.evaluate(test)["accuracy"]  # doctest: +SKIP
+            >>> from framelab.frames import Frame
+            >>> from framelab.toolkits import classifier
+            >>> train = Frame({"size": [1.0, 1.2, 3.0, 3.3] * 5, "kind": ["cat", "cat", "dog", "dog"] * 5})
+            >>> model = classifier.create(train, "kind", verbose=False)
+            >>> metrics = model.evaluate(train)
+            >>> metrics["accuracy"], metrics["confusion_matrix"].num_rows()
+            (1.0, 2)
         """
+        return self._evaluate(frame, metric)
+
+    def _evaluate(self, frame, metric: str, nulls: NullRows | None = None) -> dict[str, Any]:
         metrics = check_metric(metric)
         if self.target not in frame.schema.names:
             raise ColumnNotFoundError([self.target], frame.schema.names)
         target = self.target
 
         def run(table: pa.Table) -> pa.Table:
-            proba = self._probabilities(table)
-            return pa.table({"label": pa.array(target_values(table, target)),
+            proba, valid = self._scores(table, nulls)
+            scored = table if valid is None else table.filter(pa.array(valid))
+            return pa.table({"label": pa.array(target_values(scored, target)),
                              "proba": vectors_from_numpy(proba)})
 
-        result = self._run(frame, run, extra=[target])
+        # Rows without features are left out of the scores (and counted), so rows may drop.
+        result = self._run(frame, run, extra=[target], nulls=nulls, preserves_rows=nulls is None)
+        if result.num_rows == 0 and nulls is not None:
+            raise InputError(f"no row of the frame has {nulls.column!r} ({nulls.why}): nothing to evaluate")
         labels = result.column("label").to_pylist()
         index = {c: i for i, c in enumerate(self.classes)}
         unseen = sorted({v for v in labels if v not in index}, key=str)
@@ -215,17 +288,6 @@ class LogisticClassifier:
         return classification_metrics(y, vectors_to_numpy(result.column("proba")), self.classes, metrics)
 
     # ---------------------------------------------------------- persistence
-    def save(self, url: str, storage_options: dict | None = None) -> None:
-        """Save to a folder (path or fsspec URL); bring it back with :func:`framelab.toolkits.load_model`.
-
-        Example:
-            >>> model.save("s3://bucket/models/caltech")  # doctest: +SKIP
-        """
-        from framelab.toolkits.model_io import save_model
-
-        metadata, arrays = self._state()
-        save_model(url, self._kind, metadata, arrays, storage_options=storage_options)
-
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """(JSON metadata, arrays) that :meth:`_from_saved` rebuilds the model from (for models that embed this one)."""
         metadata = {
@@ -236,6 +298,27 @@ class LogisticClassifier:
         }
         arrays = {"mean": self.mean, "scale": self.scale, "weights": self.weights, "bias": self.bias}
         return metadata, arrays
+
+    @classmethod
+    def _check_saved(cls, saved: SavedModel) -> None:
+        """Refuse saved fields of the wrong type and arrays whose shapes do not fit the features and classes."""
+        target = saved.field("target", str)
+        if not target:
+            saved.refuse("target", "is empty")
+        classes = saved.field("classes", list)
+        if len(classes) < 2 or not all(_is_label(c) for c in classes):
+            saved.refuse("classes", "must list two or more class labels (strings, integers or booleans)")
+        if len({json.dumps(c) for c in classes}) != len(classes):
+            saved.refuse("classes", "lists a class more than once")
+        encoder = FeatureEncoder.from_saved(saved)
+        saved.field("training", dict, required=False)
+        d = encoder.num_dims
+        k = 1 if len(classes) == 2 else len(classes)
+        features = f" ({d} unpacked feature(s))"
+        saved.array("mean", (d,), meaning=features)
+        saved.array("scale", (d,), meaning=features, positive=True)
+        saved.array("weights", (d, k), meaning=f" ({d} unpacked feature(s) x {k} scored class(es))")
+        saved.array("bias", (k,), meaning=f" ({k} scored class(es) for {len(classes)} classes)")
 
     @classmethod
     def _from_saved(cls, metadata: dict[str, Any], arrays: dict[str, np.ndarray]) -> LogisticClassifier:
@@ -251,46 +334,30 @@ class LogisticClassifier:
         )
 
     # -------------------------------------------------------------- display
-    def summary(self) -> None:
-        """Print what the model is and how its training went.
-
-        Example:
-            >>> model.summary()  # doctest: +SKIP
-        """
-        print(self._describe())
-
-    def __repr__(self) -> str:
-        return self._describe()
-
-    def _describe(self) -> str:
+    def _summary_sections(self) -> list[Section]:
         t = self.training
-        dims = self.encoder.num_dims
-        valid = t.get("validation_accuracy")
-        rows = [
-            ("Schema", None),
-            ("Number of classes", self.num_classes),
-            ("Number of feature columns", len(self.features)),
-            ("Number of unpacked features", dims),
-            ("Number of coefficients", int(self.weights.size + self.bias.size)),
-            ("Target", self.target),
-            ("Features", ", ".join(self.features)),
-            ("Training", None),
-            ("Number of examples", t.get("num_examples")),
-            ("Solver", "L-BFGS on standardised features"),
-            ("L2 penalty", t.get("l2_penalty")),
-            ("Iterations", t.get("iterations")),
-            ("Converged", t.get("converged")),
-            ("Training time (s)", _fmt(t.get("training_time_s"))),
-            ("Training loss", _fmt(t.get("training_loss"))),
-            ("Training accuracy", _fmt(t.get("training_accuracy"))),
-            ("Validation accuracy", _fmt(valid) if valid is not None else "n/a"),
-            ("Shards", f"{t.get('num_shards')} on {t.get('num_nodes')} node(s)"),
+        return [
+            ("Schema", [
+                ("Number of classes", self.num_classes),
+                ("Number of feature columns", len(self.features)),
+                ("Number of unpacked features", self.encoder.num_dims),
+                ("Number of coefficients", int(self.weights.size + self.bias.size)),
+                ("Target", self.target),
+                ("Features", ", ".join(self.features)),
+            ]),
+            ("Training", [
+                ("Number of examples", t.get("num_examples")),
+                ("Solver", "L-BFGS on standardised features"),
+                ("L2 penalty", t.get("l2_penalty")),
+                ("Iterations", t.get("iterations")),
+                ("Converged", t.get("converged")),
+                ("Training time (s)", t.get("training_time_s")),
+                ("Training loss", t.get("training_loss")),
+                ("Training accuracy", t.get("training_accuracy")),
+                ("Validation accuracy", t.get("validation_accuracy")),
+                ("Shards", f"{t.get('num_shards')} on {t.get('num_nodes')} node(s)"),
+            ]),
         ]
-        width = max(len(k) for k, _ in rows)
-        lines = ["Class                          : LogisticClassifier"]
-        for key, value in rows:
-            lines += ["", key, "-" * len(key)] if value is None else [f"{key:<{width}} : {value}"]
-        return "\n".join(lines)
 
     # ------------------------------------------------------------ internals
     def _labels(self) -> pa.Array:
@@ -308,19 +375,284 @@ class LogisticClassifier:
         E = np.exp(Z)
         return E / E.sum(axis=1, keepdims=True)
 
-    def _proba_matrix(self, frame) -> np.ndarray:
-        result = self._run(frame, lambda t: pa.table({"p": vectors_from_numpy(self._probabilities(t))}))
-        if result.num_rows == 0:
-            return np.zeros((0, self.num_classes))
-        return vectors_to_numpy(result.column(0))
+    def _scores(self, table: pa.Table, nulls: NullRows | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities of the rows that can be scored, and which rows those are (None: every row).
 
-    def _run(self, frame, fn, extra: list[str] = ()) -> pa.Table:
+        Without ``nulls`` every row must be complete (the encoder refuses
+        missing values); with it, rows whose ``nulls.column`` is null are left
+        out and counted as failures of the job.
+        """
+        if nulls is None or table.column(nulls.column).null_count == 0:
+            return self._probabilities(table), None
+        valid = np.asarray(table.column(nulls.column).is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        failed = np.flatnonzero(~valid)
+        keys = table.column(nulls.key).to_pylist() if nulls.key in table.column_names else None
+        examples = [f"{keys[i] if keys else f'row {i} of its block'}: no {nulls.column} ({nulls.why})"
+                    for i in failed[:3]]
+        failures.report(nulls.stage, len(failed), table.num_rows, examples, action=nulls.action)
+        return self._probabilities(table.filter(pa.array(valid))), valid
+
+    def _run(
+        self, frame, fn, extra: list[str] = (), nulls: NullRows | None = None, preserves_rows: bool = True
+    ) -> pa.Table:
         """Check the frame, then run ``fn`` on its batches where the rows are; gather the outputs."""
         frame = check_frame(frame, "frame")
         self.encoder.check_schema(frame.schema)
-        columns = list(dict.fromkeys(self.features + list(extra)))
-        return frame.select(*columns).map_batches(fn, preserves_rows=True).to_arrow()
+        key = [nulls.key] if nulls is not None and nulls.key in frame.schema.names else []
+        columns = list(dict.fromkeys(self.features + list(extra) + key))
+        selected = frame.select(*columns)
+        # The output schema from an empty batch: found from the first row instead, a failed first
+        # row would be counted twice (once for the schema, once for the result).
+        schema = fn(selected.schema.empty_table()).schema
+        return selected.map_batches(fn, preserves_rows=preserves_rows, schema=schema).to_arrow()
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+@dataclass(frozen=True)
+class NullRows:
+    """How a model that wraps this one predicts rows it cannot score: a null, counted once per job.
+
+    Rows whose ``column`` is null (deep features of an image that could not be
+    decoded) get a null prediction instead of an error, and
+    :func:`framelab.platform.failures.report` counts them under ``stage``, with
+    a few examples named by ``key`` when the frame has that column.
+
+    Example:
+        >>> from framelab.toolkits.classifier.logistic_classifier import NullRows
+        >>> NullRows("deep_features", "image classifier: predict", "its image could not be decoded").action
+        'predicted null'
+    """
+
+    column: str
+    stage: str
+    why: str
+    key: str = "path"
+    action: str = "predicted null"
+
+
+def _spread(values: np.ndarray, valid: np.ndarray | None) -> pa.Array:
+    """``values`` of the scored rows as a column over all rows, null where ``valid`` is False."""
+    if valid is None:
+        return pa.array(values)
+    return pa.array(_fill(values, valid), mask=~valid)
+
+
+def _fill(values: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    if valid is None:
+        return values
+    out = np.zeros((len(valid), *values.shape[1:]), dtype=values.dtype)
+    out[valid] = values
+    return out
+
+
+def _vectors_or_null(proba: np.ndarray, valid: np.ndarray | None) -> pa.Array:
+    return vectors_from_numpy(_fill(proba, valid), mask=None if valid is None else ~valid)
+
+
+def create(
+    frame,
+    target: str,
+    features: Sequence[str] | None = None,
+    l2_penalty: float = 0.01,
+    max_iterations: int = 100,
+    validation_set: Any = "auto",
+    class_weights: str | Mapping[Any, float] | None = None,
+    seed: int | None = None,
+    verbose: bool = True,
+) -> LogisticClassifier:
+    """Train a multinomial logistic classifier of ``target`` on ``features``.
+
+    Parameters:
+        frame: the training rows (a Frame; it may be spread over the cluster).
+        target: the column of class labels (strings, integers or booleans).
+        features: input columns; ``None`` uses every column but the target.
+            Numbers, vectors (deep features: fixed-size lists, or lists of
+            one length) and strings (one-hot encoded) are accepted.
+        l2_penalty: weight of ``||W||^2`` in the loss, which sums the
+            per-row cross-entropy (Turi Create's scaling), on standardised
+            features. scikit-learn's equivalent is
+            ``make_pipeline(StandardScaler(), LogisticRegression(C=1 / (2 * l2_penalty)))``.
+        max_iterations: most L-BFGS iterations (each is about one pass over the rows).
+        validation_set: "auto" holds out 5% of the rows when there are more
+            than 100; a Frame is used as given; None disables validation.
+        class_weights: None (all 1), "auto" (each class weighs
+            ``rows / (classes * rows of the class)``), or a dict label -> weight.
+        seed: a non-negative integer seeding the validation hold-out; None draws one (recorded on the model).
+        verbose: print a line per iteration.
+
+    Example:
+        >>> from framelab.frames import Frame
+        >>> from framelab.toolkits import classifier
+        >>> f = Frame({"x": [0.0, 1.0] * 10, "y": ["a", "b"] * 10})
+        >>> classifier.create(f, "y", verbose=False).evaluate(f)["accuracy"]
+        1.0
+    """
+    from framelab.platform.resources import cluster_facts
+    from framelab.platform.sharded import ShardedArrays, plan_shards
+    from framelab.toolkits.classifier import _training as tr
+
+    started = time.perf_counter()
+    frame = check_frame(frame, "frame")
+    _check_options(l2_penalty, max_iterations, validation_set, class_weights, seed)
+    schema = frame.schema
+    check_target(schema, target)
+    encoder = FeatureEncoder.plan(schema, target, features)
+    columns = tuple(encoder.names + [target])
+    if isinstance(validation_set, str):
+        validation_set = None if validation_set.lower() == "none" else validation_set
+    valid_frame = None
+    if validation_set is not None and not isinstance(validation_set, str):
+        valid_frame = check_frame(validation_set, "validation_set")
+        check_target(valid_frame.schema, target)
+        encoder.check_schema(valid_frame.schema)
+    seed = check_seed(seed)
+
+    # No select() here: on frames already in the object store it would copy
+    # every block in a Ray Data stage; the shards pick their columns instead.
+    dataset = frame.to_ray().materialize()
+    num_rows = dataset.count()
+    if num_rows == 0:
+        raise InputError("the training frame is empty; a classifier needs labelled rows")
+    total_bytes = dataset.size_bytes()
+    num_shards = plan_shards(total_bytes)
+    if dataset.num_blocks() < num_shards:
+        # A block is never split between shards: cut the rows into as many blocks as shards.
+        dataset = dataset.repartition(num_shards).materialize()
+    refs = list(dataset.to_arrow_refs())
+    if valid_frame is not None:
+        refs += list(valid_frame.to_ray().materialize().to_arrow_refs())
+    holdout = (
+        AUTO_VALIDATION_FRACTION
+        if validation_set == "auto" and num_rows > AUTO_VALIDATION_MIN_ROWS else 0.0
+    )
+    loader = tr.ShardLoader(schema=schema, columns=columns, num_train_rows=num_rows,
+                            holdout_fraction=holdout, seed=seed)
+    # A shard whose actor dies is rebuilt from the blocks (kept in the object store while
+    # training runs) and the fit carries on from its last parameters with the same numbers.
+    with ShardedArrays(refs, loader, num_shards=min(num_shards, len(refs)), max_restarts=SHARD_RESTARTS) as shards:
+        del refs, dataset  # the shards hold the rows now
+        observed = shards.map(tr.shard_observe, encoder, target, changes_state=False)
+        levels, _ = merge_observations(o["train"] for o in observed)
+        _, lengths = merge_observations([o["train"] for o in observed] + [o["valid"] for o in observed])
+        encoder = encoder.with_levels(levels).with_dims(lengths)
+        counts: dict = {}
+        for o in observed:
+            for label, n in o["classes"].items():
+                counts[label] = counts.get(label, 0) + n
+        num_train = sum(o["num_train"] for o in observed)
+        num_valid = sum(o["num_valid"] for o in observed)
+        classes = sorted(counts)
+        if num_train == 0:
+            raise InputError("no training rows are left after holding out the validation rows")
+        if len(classes) < 2:
+            raise InputError(
+                f"target column {target!r} has only one class ({classes[0]!r}); "
+                "a classifier needs at least two"
+            )
+        weights = _class_weights(class_weights, classes, counts)
+        if encoder.num_dims == 0:
+            raise InputError("the features encode to zero columns (empty vectors or categories)")
+
+        stats = shards.map(tr.shard_encode, encoder, target, classes, weights)
+        mean, scale = tr.pooled_mean_scale(stats)
+        shards.map(tr.shard_standardize, mean, scale)
+        num_outputs = 1 if len(classes) == 2 else len(classes)
+        setup_s = time.perf_counter() - started
+        if verbose:
+            _print_header(num_train, num_valid, len(classes), encoder.num_dims, shards)
+        fit = tr.fit_lbfgs(
+            lambda W, b: shards.map(tr.shard_loss_grad, W, b, changes_state=False),
+            encoder.num_dims, num_outputs,
+            l2_penalty=l2_penalty, max_iterations=max_iterations,
+            num_train=num_train, num_valid=num_valid,
+            on_iteration=_print_row if verbose else None,
+        )
+        num_nodes = len(set(shards.nodes))
+        num_shards = shards.num_shards
+        shard_restarts = shards.restarts
+    if verbose:
+        _print_footer(fit)
+
+    training = {
+        "num_examples": num_train,
+        "num_validation_examples": num_valid,
+        "l2_penalty": float(l2_penalty),
+        "max_iterations": int(max_iterations),
+        "iterations": fit.iterations,
+        "passes": fit.evaluations,
+        "converged": fit.converged,
+        "solver_message": fit.message,
+        "training_loss": fit.loss,
+        "training_accuracy": fit.training_accuracy,
+        "validation_accuracy": fit.validation_accuracy,
+        "training_time_s": time.perf_counter() - started,
+        "setup_time_s": setup_s,  # checks, sharding, encoding: before the first L-BFGS pass
+        "class_weights": [[c, float(w)] for c, w in zip(classes, weights)],
+        "seed": seed,
+        "num_shards": num_shards,
+        "num_nodes": num_nodes,
+        "shard_restarts": shard_restarts,  # shard actors that died and were rebuilt during training
+        "progress": fit.progress,
+    }
+    training["cluster_nodes"] = cluster_facts().nodes
+    return LogisticClassifier(
+        target=target, classes=classes, encoder=encoder, mean=mean, scale=scale,
+        weights=fit.weights, bias=fit.bias, training=training,
+    )
+
+
+def _is_label(value: Any) -> bool:
+    return isinstance(value, (str, int, bool))
+
+
+def _check_options(l2_penalty, max_iterations, validation_set, class_weights, seed) -> None:
+    if not isinstance(l2_penalty, (int, float)) or not np.isfinite(l2_penalty) or l2_penalty < 0:
+        raise InputError(f"l2_penalty must be a number >= 0; got {l2_penalty!r}")
+    check_positive_int(max_iterations, "max_iterations")
+    if isinstance(validation_set, str) and validation_set.lower() not in ("auto", "none"):
+        raise InputError(f"validation_set must be 'auto', None or a Frame; got {validation_set!r}")
+    if isinstance(class_weights, str) and class_weights != "auto":
+        raise InputError(f"class_weights must be None, 'auto' or a dict; got {class_weights!r}")
+    if class_weights is not None and not isinstance(class_weights, (str, Mapping)):
+        raise InputError(f"class_weights must be None, 'auto' or a dict; got {type(class_weights).__name__}")
+    check_seed(seed)
+
+
+def _class_weights(spec, classes: list, counts: dict) -> list[float]:
+    if spec is None:
+        return [1.0] * len(classes)
+    if isinstance(spec, str):
+        total = sum(counts.values())
+        return [total / (len(classes) * counts[c]) for c in classes]
+    unknown = [k for k in spec if k not in counts]
+    missing = [c for c in classes if c not in spec]
+    if unknown or missing:
+        raise InputError(
+            "class_weights must give a weight to every class and only to them"
+            + (f"; unknown: {unknown[:10]}" if unknown else "")
+            + (f"; missing: {missing[:10]}" if missing else "")
+        )
+    weights = [float(spec[c]) for c in classes]
+    if any(not np.isfinite(w) or w <= 0 for w in weights):
+        raise InputError("class_weights must all be positive numbers")
+    return weights
+
+
+def _print_header(num_train: int, num_valid: int, num_classes: int, dims: int, shards) -> None:
+    print(f"Logistic classifier: {num_train} training rows, {num_valid} validation rows, "
+          f"{num_classes} classes, {dims} unpacked features, {shards!r}")
+    print("+-----------+--------+--------------+---------------+-------------------+---------------------+")
+    print("| Iteration | Passes | Elapsed Time | Training Loss | Training Accuracy | Validation Accuracy |")
+    print("+-----------+--------+--------------+---------------+-------------------+---------------------+")
+
+
+def _print_row(row: dict) -> None:
+    valid = row["validation_accuracy"]
+    valid_text = f"{valid:.4f}" if valid is not None else "n/a"
+    print(f"| {row['iteration']:>9} | {row['passes']:>6} | {row['elapsed_s']:>11.2f}s | "
+          f"{row['loss']:>13.5f} | {row['training_accuracy']:>17.4f} | {valid_text:>19} |")
+
+
+def _print_footer(fit) -> None:
+    print("+-----------+--------+--------------+---------------+-------------------+---------------------+")
+    state = "converged" if fit.converged else "stopped"
+    print(f"L-BFGS {state} after {fit.iterations} iterations: {fit.message}")

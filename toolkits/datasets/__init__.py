@@ -8,7 +8,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
@@ -26,15 +28,30 @@ def caltech101_path() -> Path:
     return HERE / "caltech101_subset"
 
 
-def caltech101(**read_options):
+def caltech101(classes: Sequence[str] | None = None, per_class: int | None = None, **read_options: Any) -> Any:
     """The bundled Caltech-101 subset as a Frame of images with a ``label`` column.
+
+    ``classes`` picks some of the 20 classes (folder names), ``per_class``
+    the first images of each, for a quick try; ``read_options`` go to
+    ``Frame.read_images``.
 
     Example:
         >>> from framelab.toolkits.datasets import caltech101
-        >>> caltech101().num_rows()  # doctest: +SKIP
-        1200
+        >>> caltech101(classes=["ewer", "sunflower"], per_class=3).to_pydict()["label"]
+        ['ewer', 'ewer', 'ewer', 'sunflower', 'sunflower', 'sunflower']
+        >>> caltech101(classes=["ewer"]).num_rows()
+        60
     """
     from framelab.frames import Frame
+    from framelab.frames.errors import InputError
 
+    root = caltech101_path()
     read_options.setdefault("label_from", "folder")
-    return Frame.read_images(str(caltech101_path()), **read_options)
+    if classes is None and per_class is None:
+        return Frame.read_images(str(root), **read_options)
+    known = sorted(p.name for p in root.iterdir() if p.is_dir())
+    unknown = [c for c in classes or [] if c not in known]
+    if unknown:
+        raise InputError(f"the Caltech-101 subset has no class {', '.join(map(repr, unknown))}; it has {known}")
+    files = [str(p) for c in (classes or known) for p in sorted((root / c).glob("*.jpg"))[:per_class]]
+    return Frame.read_images(files, **read_options)

@@ -1,12 +1,12 @@
 """Deep features (DeCAF-style transfer learning): images -> a pretrained network's activations.
 
 Example:
-    >>> from framelab.frames.images import read_images
-    >>> from framelab.toolkits import deep_features
-    >>> frame = read_images("../shared/data/caltech101_subset/ewer")  # doctest: +SKIP
-    >>> frame = deep_features.extract(frame)  # doctest: +SKIP
-    >>> deep_features.provenance_of(frame.schema.field("deep_features"))["dim"]  # doctest: +SKIP
-    1280
+    >>> from framelab.toolkits import datasets, deep_features
+    >>> featured = deep_features.extract(datasets.caltech101(classes=["ewer"], per_class=2))
+    >>> featured.to_numpy("deep_features").shape
+    (2, 1280)
+    >>> deep_features.provenance_of(featured.schema.field("deep_features"))["model"]
+    'mobilenet_v2'
 """
 
 from framelab.toolkits.deep_features.extractor import (
@@ -15,13 +15,13 @@ from framelab.toolkits.deep_features.extractor import (
     find_image_column,
 )
 from framelab.toolkits.deep_features.preprocessing import Preprocessing
-from framelab.toolkits.deep_features.provenance import PROVENANCE_KEY, provenance_of
 from framelab.toolkits.deep_features.registry import (
     Architecture,
     architecture,
     known_models,
     layer_names,
 )
+from framelab.toolkits.provenance import PROVENANCE_KEY, provenance_of
 
 __all__ = [
     "PROVENANCE_KEY",

@@ -2,25 +2,33 @@
 
 The public entry points are :func:`extract` (one call) and
 :class:`DeepFeatureExtractor` (a configured, reusable, saveable extractor).
-Execution is two Ray Data stages: CPU tasks decode and resize
-(:mod:`.decode`), then an actor pool that loads the network once per actor
-runs it (:mod:`.inference`), on GPUs when the cluster has them.
+Extraction adds two nodes to the frame's plan and runs nothing: a decode
+step (the Frame's own image chain, :mod:`.decode`) and a map through a pool
+of model actors (:mod:`.inference`). The planner runs them: a few images in
+the driver through one warm actor, more as CPU decode tasks feeding the
+pool, on GPUs when the cluster has them. Actors stay warm between calls for
+the same model, weights and device.
 """
 
 from __future__ import annotations
 
-import warnings
+import functools
+import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
+from framelab.frames import ActorStage
 from framelab.frames.errors import InputError, check_columns
+from framelab.frames.images import is_encoded_type
+from framelab.frames.validation import check_choice
 from framelab.frames.vectors import vector_type
-from framelab.toolkits.deep_features.decode import PIXELS_COLUMN, decode_batch
+from framelab.toolkits.deep_features.decode import PIXELS_COLUMN
 from framelab.toolkits.deep_features.preprocessing import Preprocessing
-from framelab.toolkits.deep_features.provenance import with_provenance
 from framelab.toolkits.deep_features.registry import Architecture, architecture
+from framelab.toolkits.provenance import with_provenance
 
 _DEVICES = ("auto", "cpu", "cuda")
 _PRECISIONS = ("auto", "float32", "float16", "bfloat16")
@@ -33,10 +41,6 @@ _AUTO_BATCH = {"cpu": 32, "cuda": 256}
 # Rows a GPU actor takes per call: several micro-batches, so the host copy of one overlaps the
 # GPU's work on the previous (a call of one micro-batch leaves the GPU idle during its copy).
 _GPU_STAGE_ROWS = 2048
-# Logical CPUs of one decode task: small, so decoding always fits beside the
-# model actors (even a 1-CPU node running one actor keeps room to decode).
-_DECODE_CPUS = {"cpu": 0.25, "cuda": 1.0}
-_ACTOR_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class _Resolved:
     preprocessing: Preprocessing
     layer: str
     dim: int
+    weights_data: bytes | None = None  # the weights file's bytes, when they came from a path or URL
 
 
 class DeepFeatureExtractor:
@@ -82,7 +87,9 @@ class DeepFeatureExtractor:
         >>> extractor = DeepFeatureExtractor("mobilenet_v2")
         >>> extractor.dim
         1280
-        >>> features = extractor.transform(frame)  # doctest: +SKIP
+        >>> from framelab.toolkits import datasets
+        >>> extractor.transform(datasets.caltech101(classes=["ewer"], per_class=2)).to_numpy("deep_features").shape
+        (2, 1280)
     """
 
     def __init__(
@@ -113,9 +120,9 @@ class DeepFeatureExtractor:
             raise InputError(f"preprocessing must be a Preprocessing or a dict, got {type(preprocessing).__name__}")
         if layer is not None and (not isinstance(layer, str) or not layer):
             raise InputError(f"layer must be None or a layer name, got {layer!r}")
-        _check_choice("output_dtype", output_dtype, _OUTPUT_DTYPES)
-        _check_choice("device", device, _DEVICES)
-        _check_choice("precision", precision, _PRECISIONS)
+        check_choice("output_dtype", output_dtype, _OUTPUT_DTYPES)
+        check_choice("device", device, _DEVICES)
+        check_choice("precision", precision, _PRECISIONS)
         if batch_size != "auto" and (
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
         ):
@@ -129,7 +136,11 @@ class DeepFeatureExtractor:
         self.device = device
         self.precision = precision
         self.storage_options = storage_options
+        # Weights given as bytes (the copy a saved model keeps) instead of being read from `weights`.
+        self._weights_data: bytes | None = None
         self._resolved: _Resolved | None = None
+        self._network: tuple | None = None
+        self._module_digest: str | None = None
 
     # ------------------------------------------------------------ description
     @property
@@ -157,7 +168,13 @@ class DeepFeatureExtractor:
         }
 
     def output_field(self, name: str = "deep_features") -> pa.Field:
-        """The Arrow field of the features column, provenance included."""
+        """The Arrow field of the features column, provenance included.
+
+        Example:
+            >>> from framelab.toolkits.deep_features import DeepFeatureExtractor
+            >>> DeepFeatureExtractor().output_field().type
+            FixedSizeListType(fixed_size_list<item: float>[1280])
+        """
         field = pa.field(name, vector_type(self.dim, self.output_dtype))
         return with_provenance(field, self.provenance)
 
@@ -201,51 +218,76 @@ class DeepFeatureExtractor:
         }
 
     @classmethod
-    def from_config(cls, config: dict, **options: Any) -> DeepFeatureExtractor:
+    def from_config(cls, config: dict, *, weights_data: bytes | None = None, **options: Any) -> DeepFeatureExtractor:
         """Rebuild an extractor from :meth:`to_config`; ``options`` set execution choices
         (device, batch_size, precision, storage_options).
+
+        ``weights_data`` gives the weights file's bytes (the copy a saved model
+        keeps, see :meth:`weights_copy`): they are used, checked against the
+        config's sha256, instead of reading ``config["weights"]``. A config
+        that :meth:`to_config` could not have written is refused, naming the field.
 
         Example:
             >>> from framelab.toolkits.deep_features import DeepFeatureExtractor
             >>> DeepFeatureExtractor.from_config(DeepFeatureExtractor().to_config(), device="cpu").device
             'cpu'
         """
-        if not isinstance(config, dict) or config.get("type") != _CONFIG_TYPE:
-            raise InputError(f"not a DeepFeatureExtractor config (expected type {_CONFIG_TYPE!r}): {config!r:.200}")
-        if config.get("version", 0) > _CONFIG_VERSION:
-            raise InputError(
-                f"this config was written by a newer framelab (version {config['version']}); upgrade framelab"
-            )
-        return cls(
+        _check_config(config)
+        try:
+            preprocessing = Preprocessing.from_dict(config["preprocessing"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise InputError(f"extractor config field 'preprocessing' is not valid ({type(err).__name__}: {err})") from None
+        extractor = cls(
             config["model"],
             weights=config["weights"],
             weights_sha256=config["weights_sha256"],
             layer=config["layer"],
-            preprocessing=Preprocessing.from_dict(config["preprocessing"]),
+            preprocessing=preprocessing,
             output_dtype=config["output_dtype"],
             **options,
         )
+        extractor._weights_data = None if weights_data is None else bytes(weights_data)
+        return extractor
+
+    def weights_copy(self) -> tuple[str, bytes] | None:
+        """(file name, bytes) of the weights when they came from a path or URL; None for bundled or torchvision ones.
+
+        A saved model keeps these bytes in its folder, so it never depends on
+        the original file (see :meth:`from_config`'s ``weights_data``).
+
+        Example:
+            >>> from framelab.toolkits.deep_features import DeepFeatureExtractor
+            >>> DeepFeatureExtractor("mobilenet_v2").weights_copy() is None  # bundled with framelab
+            True
+        """
+        r = self._resolve()
+        if r.weights_data is None:
+            return None
+        suffix = ".safetensors" if str(r.weights_source).endswith(".safetensors") else ".pth"
+        return "weights" + suffix, r.weights_data
 
     # ------------------------------------------------------------- execution
     def transform(self, frame: Any, image_column: str | None = None, output_column: str = "deep_features") -> Any:
         """The frame with a column of feature vectors added (null where the image is null or undecodable).
 
         ``image_column=None`` uses the frame's only image column. A binary
-        column of encoded image files works as well.
+        column of encoded image files works as well. Nothing runs until a
+        result is asked for: the frame's plan gains a decode step and a map
+        through warm model actors (``frame.explain()`` shows them).
 
         Example:
-            >>> from framelab.frames.images import read_images
+            >>> from framelab.frames import Frame
+            >>> from framelab.toolkits.datasets import caltech101_path
             >>> from framelab.toolkits.deep_features import DeepFeatureExtractor
-            >>> frame = read_images("../shared/data/coral_test_images")  # doctest: +SKIP
-            >>> DeepFeatureExtractor().transform(frame).columns  # doctest: +SKIP
+            >>> photos = Frame.read_images(str(caltech101_path() / "ewer")).head(2)
+            >>> featured = DeepFeatureExtractor().transform(photos)
+            >>> featured.columns                       # known from the plan: no model has run
             ['image', 'path', 'error', 'deep_features']
+            >>> featured.to_numpy("deep_features").shape
+            (2, 1280)
         """
-        import ray
-
         from framelab.frames import Frame
-        from framelab.platform.resources import cluster_gpus
-        from framelab.platform.session import ensure_connected
-        from framelab.toolkits.deep_features.inference import FeatureActor, StageConfig
+        from framelab.platform.resources import cluster_facts, plan_model_pool
 
         if not isinstance(frame, Frame):
             raise InputError(f"transform expects a framelab Frame, got {type(frame).__name__}")
@@ -259,53 +301,56 @@ class DeepFeatureExtractor:
                 "or drop that column first"
             )
         r = self._resolve()
-        ensure_connected()
-        device = self.device if self.device != "auto" else ("cuda" if cluster_gpus() >= 1 else "cpu")
+        facts = cluster_facts()
+        device = self.device if self.device != "auto" else ("cuda" if facts.gpus >= 1 else "cpu")
         precision = self.precision if self.precision != "auto" else ("float16" if device == "cuda" else "float32")
-        pool = _actor_pool(device)
+        pool = plan_model_pool(device, facts.cpus, facts.gpus)
         batch = _AUTO_BATCH[device] if self.batch_size == "auto" else self.batch_size
-        config = StageConfig(
-            network=[ray.put((r.model, r.state_dict))],
+        field = self.output_field(output_column)
+        config = StageConfigSpec(
             layer=self.layer,
             preprocessing=r.preprocessing,
-            output_field=self.output_field(output_column),
-            pixels_column=PIXELS_COLUMN,
+            output_field=field,
             device=device,
             num_cpus=pool.num_cpus,
             precision=precision,
             batch_size=None if self.batch_size == "auto" and device == "cuda" else batch,
         )
-        source = frame.to_ray()
-        dataset = source.map_batches(
-            decode_batch,
-            batch_format="pyarrow",
-            batch_size=batch,
-            fn_kwargs={"column": column, "preprocessing": r.preprocessing},
-            num_cpus=_DECODE_CPUS[device],
-            udf_modifying_row_count=False,
-            **_decode_concurrency(device, pool),
+        stage = ActorStage(
+            key=(self._identity(), device, config),
+            factory=functools.partial(_feature_actor, self._network_ref(), config),
+            output_schema=_ReplacePixels(field),
+            device=device,
+            batch_rows=batch,
+            # A GPU actor takes several micro-batches a call, so the host copy of one overlaps the GPU's work.
+            rows_per_call=_GPU_STAGE_ROWS if device == "cuda" and self.batch_size == "auto" else batch,
+            label=f"deep features ({r.model_name}, layer {r.layer})",
         )
-        with warnings.catch_warnings():
-            # Ray 2.60 marks ray_remote_args deprecated but has no other way to
-            # bound actor restarts; its default (restart forever) would loop on
-            # a batch that kills the actor every time.
-            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
-            dataset = dataset.map_batches(
-                FeatureActor,
-                batch_format="pyarrow",
-                batch_size=_GPU_STAGE_ROWS if device == "cuda" and self.batch_size == "auto" else batch,
-                zero_copy_batch=True,
-                fn_constructor_args=(config,),
-                udf_modifying_row_count=False,
-                # An actor that dies (a lost node, an OOM kill) is restarted and
-                # its batch retried, so no row is lost or duplicated.
-                max_restarts=_ACTOR_RETRIES,
-                max_task_retries=_ACTOR_RETRIES,
-                **_start_full(pool, source),
-            )
-        # Known without running anything: asking a lazy frame for its schema
-        # would otherwise start the actor pool and run the model on a block.
-        return Frame.from_ray(dataset, schema=schema.append(config.output_field))
+        return frame.with_column(PIXELS_COLUMN, r.preprocessing.pixels(column)).map_actors(stage)
+
+    def _identity(self) -> tuple:
+        """What makes two extractors' actors interchangeable: the network and its weights, by content."""
+        r = self._resolve()
+        if isinstance(r.model, Architecture):
+            return (r.model_name, r.weights_sha256)
+        if self._module_digest is None:
+            import ray.cloudpickle
+
+            # A module's code and closure matter as much as its weights: hash the module as it is shipped.
+            self._module_digest = hashlib.sha256(ray.cloudpickle.dumps(r.model)).hexdigest()
+        return (r.model_name, r.weights_sha256, self._module_digest)
+
+    def _network_ref(self) -> list:
+        """The network and weights in the object store, once per Ray session (in a list, so Ray passes the ref)."""
+        import ray
+
+        from framelab.platform.warm_pools import session_token
+
+        session = session_token()
+        if self._network is None or self._network[0] != session:
+            r = self._resolve()
+            self._network = (session, [ray.put((r.model, r.state_dict))])
+        return self._network[1]
 
     def _resolve(self) -> _Resolved:
         if self._resolved is None:
@@ -321,9 +366,15 @@ def extract(
     output_column: str = "deep_features",
     batch_size: int | str = "auto",
     device: str = "auto",
+    checkpoint: str | None = None,
     **options: Any,
 ) -> Any:
     """Add a column of deep features: each image through a pretrained network.
+
+    ``checkpoint`` (a folder path or fsspec URL) makes a long run resumable:
+    finished blocks are written there as Parquet while it runs, and the same
+    call after a crash computes only the rows not yet written (see
+    :mod:`framelab.toolkits.deep_features.checkpoint`).
 
     ``options`` are :class:`DeepFeatureExtractor`'s (``weights``,
     ``weights_sha256``, ``preprocessing``, ``output_dtype``, ``precision``,
@@ -331,12 +382,19 @@ def extract(
     provenance (see :func:`provenance_of`).
 
     Example:
-        >>> from framelab.frames.images import read_images
-        >>> from framelab.toolkits import deep_features
-        >>> frame = read_images("../shared/data/coral_test_images")  # doctest: +SKIP
-        >>> deep_features.extract(frame).schema.field("deep_features").type  # doctest: +SKIP
-        FixedSizeListType(fixed_size_list<item: float>[1280])
+        >>> from framelab.toolkits import datasets, deep_features
+        >>> photos = datasets.caltech101(classes=["ewer"], per_class=2)
+        >>> logits = deep_features.extract(photos, layer="classifier.1", output_column="logits")
+        >>> logits.to_numpy("logits").shape              # ImageNet's 1,000 classes
+        (2, 1000)
     """
+    if checkpoint is not None:
+        from framelab.toolkits.deep_features.checkpoint import extract_resumable
+
+        return extract_resumable(
+            frame, checkpoint, image_column=image_column, model=model, layer=layer,
+            output_column=output_column, batch_size=batch_size, device=device, **options,
+        )
     extractor = DeepFeatureExtractor(
         model, layer=layer, batch_size=batch_size, device=device, **options
     )
@@ -369,7 +427,7 @@ def find_image_column(schema: pa.Schema, name: str | None = None) -> str:
         )
     check_columns([name], schema.names)
     field = schema.field(name)
-    if not (_is_image_field(field) or pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type)):
+    if not (_is_image_field(field) or is_encoded_type(field.type)):
         raise InputError(
             f"column {name!r} holds {_type_name(field)}, not images; deep features need an image "
             "column (framelab.image, from read_images) or a binary column of encoded image files"
@@ -396,65 +454,59 @@ def _is_module(model: Any) -> bool:
     return isinstance(model, torch.nn.Module)
 
 
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise InputError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+@dataclass(frozen=True)
+class StageConfigSpec:
+    """Everything a model actor needs but the network itself (which travels by reference)."""
+
+    layer: str | None
+    preprocessing: Preprocessing
+    output_field: pa.Field
+    device: str
+    num_cpus: float
+    precision: str
+    batch_size: int | None
 
 
-def _start_full(pool, dataset) -> dict:
-    """Ray kwargs that start every actor at once when that cannot starve upstream tasks.
-
-    Loading a network is the slow part of an actor's life, and Ray Data grows
-    a pool only once a queue has built up, so a pool that starts small may stay
-    small. But Ray Data starts a pool before its inputs are computed, and
-    actors spread over nodes: if they left no node with a whole CPU, the read
-    tasks feeding them could never be scheduled. So the pool starts full only
-    when its input is already computed or every node keeps a whole CPU beside
-    its share of actors.
-    """
-    import dataclasses
-    import math
-
-    import ray
-    from ray.data.dataset import MaterializedDataset
-
-    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-    per_node = math.ceil(pool.max_size / max(1, len(nodes)))
-    roomy = nodes and all(r.get("CPU", 0) - per_node * pool.num_cpus >= 1 for r in nodes)
-    if roomy or isinstance(dataset, MaterializedDataset):
-        pool = dataclasses.replace(pool, initial_size=pool.max_size)
-    return pool.ray_kwargs()
+def _check_config(config: Any) -> None:
+    """Refuse a config :meth:`DeepFeatureExtractor.to_config` could not have written, naming the field."""
+    if not isinstance(config, dict) or config.get("type") != _CONFIG_TYPE:
+        raise InputError(f"not a DeepFeatureExtractor config (expected type {_CONFIG_TYPE!r}): {config!r:.200}")
+    version = config.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise InputError(f"extractor config field 'version' must be an integer, got {version!r}")
+    if version > _CONFIG_VERSION:
+        raise InputError(f"this config was written by a newer framelab (version {version}); upgrade framelab")
+    fields = {"model": str, "weights": (str, type(None)), "weights_sha256": str, "layer": str,
+              "preprocessing": dict, "output_dtype": str}
+    for key, types in fields.items():
+        if key not in config:
+            raise InputError(f"extractor config field {key!r} is missing")
+        if not isinstance(config[key], types):
+            raise InputError(f"extractor config field {key!r} has the wrong type ({type(config[key]).__name__})")
+    if not re.fullmatch(r"[0-9a-f]{64}", config["weights_sha256"]):
+        raise InputError("extractor config field 'weights_sha256' must be 64 lowercase hex digits")
+    check_choice("output_dtype", config["output_dtype"], _OUTPUT_DTYPES)
 
 
-def _decode_concurrency(device: str, pool) -> dict:
-    """On CPU, decode tasks get only the CPUs the actors leave: unbounded, they ran
-    four to a core beside the actors and cost the model stage 18% of its speed
-    (1,200 Caltech images on 2 cores: 31 images/s unbounded, 45 with one decode task)."""
-    if device == "cuda":
-        return {}  # decoding is the bottleneck there; GPU actors hold a sliver of CPU
-    import ray
+def _feature_actor(network: list, spec: StageConfigSpec) -> Any:
+    """Build the worker inside a model actor (the factory of the extraction's ActorStage)."""
+    from framelab.toolkits.deep_features.inference import FeatureActor, StageConfig
 
-    # At least one per node, so every node's actors are fed from local blocks.
-    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
-    return {"concurrency": max(1, nodes, int(pool.spare_cpus))}
+    return FeatureActor(StageConfig(
+        network, spec.layer, spec.preprocessing, spec.output_field, PIXELS_COLUMN,
+        spec.device, spec.num_cpus, spec.precision, spec.batch_size,
+    ))
 
 
-def _actor_pool(device: str):
-    from framelab.platform.resources import actor_pool, cluster_cpus
+class _ReplacePixels:
+    """The extraction's output schema: the decoded pixels out, the features column in."""
 
-    if device == "cuda":
-        return actor_pool(use_gpu=True)
-    cpus = cluster_cpus()
-    if cpus < 8:
-        # Small clusters: one single-threaded actor per CPU, with one whole CPU
-        # of Ray's accounting left free so read and decode tasks always get
-        # scheduled. Physically the actors share cores with decoding, which is
-        # cheap beside the network (~10x less work per image).
-        reserve = 1.0
-        per_actor = max(0.5, (cpus - reserve) / max(1.0, cpus))
-        return actor_pool(use_gpu=False, cpus_per_actor=per_actor, reserve_cpus=reserve)
-    # Bigger ones: two-thread actors and an eighth of the CPUs for reading and decoding.
-    return actor_pool(use_gpu=False, cpus_per_actor=2.0, reserve_cpus=cpus / 8)
+    def __init__(self, field: pa.Field):
+        self.field = field
+
+    def __call__(self, schema: pa.Schema) -> pa.Schema:
+        kept = [f for f in schema if f.name != PIXELS_COLUMN]
+        return pa.schema([*kept, self.field], metadata=schema.metadata)
 
 
 def _resolve(extractor: DeepFeatureExtractor) -> _Resolved:
@@ -462,27 +514,38 @@ def _resolve(extractor: DeepFeatureExtractor) -> _Resolved:
     import torch
 
     from framelab.toolkits.deep_features.network import feature_network
-    from framelab.toolkits.deep_features.weights import load_weights, state_dict_sha256
+    from framelab.toolkits.deep_features.weights import (
+        load_weights,
+        state_dict_sha256,
+        weights_from_bytes,
+    )
 
     if isinstance(extractor.model, str):
         arch = architecture(extractor.model)
-        weights = load_weights(
-            arch,
-            extractor.weights,
-            sha256=extractor.weights_sha256,
-            storage_options=extractor.storage_options,
-        )
+        if extractor._weights_data is not None:
+            weights = weights_from_bytes(
+                extractor._weights_data, source=str(extractor.weights), sha256=extractor.weights_sha256
+            )
+        else:
+            weights = load_weights(
+                arch,
+                extractor.weights,
+                sha256=extractor.weights_sha256,
+                storage_options=extractor.storage_options,
+            )
         preprocessing = extractor.preprocessing or weights.preprocessing or _torchvision_preprocessing(arch)
         model, name, source, sha, state = arch, arch.name, weights.source, weights.sha256, weights.state_dict
+        data = weights.data
     else:
         model, name, source, state = extractor.model, f"custom:{type(extractor.model).__name__}", None, None
+        data = None
         sha = state_dict_sha256(model)
         preprocessing = extractor.preprocessing
     net, layer = feature_network(model, state, extractor.layer)
     height, width = preprocessing.output_size
     with torch.inference_mode():
         dim = int(np.prod(net(torch.zeros(1, 3, height, width)).shape[1:]))
-    return _Resolved(model, name, source, sha, state, preprocessing, layer, dim)
+    return _Resolved(model, name, source, sha, state, preprocessing, layer, dim, data)
 
 
 def _torchvision_preprocessing(arch: Architecture) -> Preprocessing:

@@ -15,9 +15,9 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from framelab.frames.images import pixels_to_batch
 from framelab.frames.vectors import vectors_from_numpy
 from framelab.platform.resources import threads_for
-from framelab.toolkits.deep_features.decode import pixels_from_arrow
 from framelab.toolkits.deep_features.network import feature_network
 from framelab.toolkits.deep_features.preprocessing import Preprocessing
 
@@ -44,7 +44,23 @@ class StageConfig:
 
 
 class FeatureActor:
-    """Callable class for ``Dataset.map_batches``: pixels column in, features column out."""
+    """The worker a model actor holds: a pixels column in, a features column out (the pixels dropped).
+
+    Example:
+        >>> import io, ray, pyarrow as pa, torch
+        >>> from PIL import Image
+        >>> from framelab.toolkits.deep_features import Preprocessing
+        >>> from framelab.toolkits.deep_features.decode import decode_batch
+        >>> from framelab.toolkits.deep_features.inference import FeatureActor, StageConfig
+        >>> prep = Preprocessing(resize=(8, 8), crop=None, mean=(0.5,) * 3, std=(0.5,) * 3)
+        >>> buf = io.BytesIO(); Image.new("RGB", (9, 7)).save(buf, "PNG")
+        >>> pixels = decode_batch(pa.table({"img": [buf.getvalue()]}), column="img", preprocessing=prep)
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1))
+        >>> field = pa.field("f", pa.list_(pa.float32(), 4))
+        >>> actor = FeatureActor(StageConfig([ray.put((net, None))], None, prep, field, "__framelab_pixels__", "cpu", 1.0, "float32", 8))
+        >>> actor(pixels).schema.names
+        ['img', 'f']
+    """
 
     def __init__(self, config: StageConfig):
         import ray
@@ -71,7 +87,7 @@ class FeatureActor:
 
     def __call__(self, table: pa.Table) -> pa.Table:
         cfg = self.config
-        pixels, valid = pixels_from_arrow(table.column(cfg.pixels_column), cfg.preprocessing.output_size)
+        pixels, valid = pixels_to_batch(table.column(cfg.pixels_column))
         features = np.zeros((len(pixels), self.dim), dtype=self.out_dtype)
         rows = np.flatnonzero(valid)
         dense = len(rows) == len(pixels)

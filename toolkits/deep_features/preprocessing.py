@@ -1,16 +1,19 @@
 """How an image becomes the tensor a network was trained on: resize, crop, mean/std.
 
-The geometric part (resize, crop) runs in the CPU decode stage on PIL images
-and yields uint8 pixels; the arithmetic part (scale, mean, std) runs beside
-the model, on the accelerator when there is one. Neither part imports torch,
-so decode workers stay light. Resizing and cropping follow
-``torchvision.transforms`` exactly (same output sizes, same rounding), so
-features match a plain torchvision pipeline.
+The geometric part is a chain of the Frame's own image operations
+(:mod:`framelab.frames.images.ops`: convert to RGB, resize, centre-crop,
+decode to uint8 ``(height, width, 3)`` pixels), run as the decode step of the
+plan; the arithmetic part (scale, mean, std) runs beside the model, on the
+accelerator when there is one. Neither imports torch, so decode workers stay
+light. The image operations follow ``torchvision.transforms`` exactly (same
+sizes, same rounding), so features match a plain torchvision pipeline.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -30,8 +33,8 @@ class Preprocessing:
         >>> from framelab.toolkits.deep_features import Preprocessing
         >>> p = Preprocessing(resize=256, crop=224, mean=(0.485, 0.456, 0.406),
         ...                   std=(0.229, 0.224, 0.225))
-        >>> p.output_size
-        (224, 224)
+        >>> p.output_size, p.pixels("image")
+        ((224, 224), images.col('image').convert('RGB').resize(256).center_crop(224, 224).decode())
     """
 
     resize: int | tuple[int, int]
@@ -65,8 +68,38 @@ class Preprocessing:
 
     @property
     def output_size(self) -> tuple[int, int]:
-        """(height, width) of the tensor given to the network."""
+        """(height, width) of the tensor given to the network.
+
+        Example:
+            >>> from framelab.toolkits.deep_features import Preprocessing
+            >>> Preprocessing(resize=(240, 320), crop=None, mean=(0.5,) * 3, std=(0.5,) * 3).output_size
+            (240, 320)
+        """
         return self.crop if self.crop is not None else self.resize  # type: ignore[return-value]
+
+    def pixels(self, column: str) -> Any:
+        """The image chain giving the network's uint8 ``(height, width, 3)`` input from ``column``.
+
+        Example:
+            >>> import io, pyarrow as pa
+            >>> from PIL import Image
+            >>> from framelab.toolkits.deep_features import Preprocessing
+            >>> buf = io.BytesIO(); Image.new("L", (20, 10)).save(buf, "PNG")
+            >>> p = Preprocessing(resize=(8, 6), crop=None, mean=(0.5,) * 3, std=(0.5,) * 3)
+            >>> p.pixels("img").evaluate(pa.table({"img": [buf.getvalue()]})).type.shape
+            [8, 6, 3]
+        """
+        from framelab.frames import images
+
+        chain = images.col(column).convert("RGB")
+        if isinstance(self.resize, int):
+            chain = chain.resize(self.resize, resample=self.interpolation)
+        else:
+            chain = chain.resize(*self.resize, resample=self.interpolation)
+        if self.crop is not None:
+            chain = chain.center_crop(*self.crop)
+        # Failures are counted as the extraction's decoding, the step a user knows.
+        return dataclasses.replace(chain.decode(), stage="deep features: decoding")
 
     def to_dict(self) -> dict:
         """A JSON-able description (used in provenance and saved configs).
@@ -87,7 +120,13 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, data: dict) -> Preprocessing:
-        """Rebuild from :meth:`to_dict` output."""
+        """Rebuild from :meth:`to_dict` output.
+
+        Example:
+            >>> from framelab.toolkits.deep_features import Preprocessing
+            >>> Preprocessing.from_dict({"resize": 256, "crop": [224, 224], "mean": [0.5] * 3, "std": [0.5] * 3}).crop
+            (224, 224)
+        """
         return cls(
             resize=data["resize"] if isinstance(data["resize"], int) else tuple(data["resize"]),
             crop=None if data.get("crop") is None else tuple(data["crop"]),
@@ -116,51 +155,6 @@ class Preprocessing:
             std=tuple(transforms.std),
             interpolation=transforms.interpolation.value,
         )
-
-    def apply(self, image) -> np.ndarray:
-        """Resize and crop a PIL image; returns ``(height, width, 3)`` uint8 RGB pixels.
-
-        Example:
-            >>> from PIL import Image
-            >>> from framelab.toolkits.deep_features import Preprocessing
-            >>> p = Preprocessing(resize=(8, 8), crop=None, mean=(0.5,) * 3, std=(0.5,) * 3)
-            >>> p.apply(Image.new("L", (20, 10))).shape
-            (8, 8, 3)
-        """
-        from PIL import Image
-
-        if image.mode != "RGB":
-            image = image.convert("RGB")
-        resample = getattr(Image.Resampling, self.interpolation.upper())
-        width, height = image.size
-        if isinstance(self.resize, int):
-            # torchvision's Resize(int): the shorter side becomes `resize`, the
-            # longer one is truncated (not rounded) to keep the aspect.
-            short, long = (width, height) if width <= height else (height, width)
-            new_short, new_long = self.resize, int(self.resize * long / short)
-            size = (new_short, new_long) if width <= height else (new_long, new_short)
-        else:
-            size = (self.resize[1], self.resize[0])
-        if size != image.size:
-            image = image.resize(size, resample)
-        if self.crop is not None:
-            image = _center_crop(image, self.crop)
-        return np.asarray(image, dtype=np.uint8)
-
-
-def _center_crop(image, crop: tuple[int, int]):
-    crop_h, crop_w = crop
-    width, height = image.size
-    if crop_w > width or crop_h > height:
-        # As torchvision: pad with zeros to the crop size, centred.
-        from PIL import Image
-
-        padded = Image.new("RGB", (max(width, crop_w), max(height, crop_h)))
-        padded.paste(image, ((max(width, crop_w) - width) // 2, (max(height, crop_h) - height) // 2))
-        image, (width, height) = padded, padded.size
-    top = int(round((height - crop_h) / 2.0))
-    left = int(round((width - crop_w) / 2.0))
-    return image.crop((left, top, left + crop_w, top + crop_h))
 
 
 def _size(value, name: str, *, allow_int: bool):

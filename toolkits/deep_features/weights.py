@@ -15,7 +15,7 @@ import hashlib
 import io
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from framelab.frames.errors import InputError
@@ -51,12 +51,17 @@ _BUNDLED = {
 
 @dataclass(frozen=True)
 class Weights:
-    """Loaded weights: the tensors, what they are, and how inputs were prepared for them."""
+    """Loaded weights: the tensors, what they are, and how inputs were prepared for them.
+
+    ``data`` holds the file's bytes when the weights came from a path or URL,
+    so a saved model can keep a copy of them in its folder.
+    """
 
     source: str
     sha256: str
     state_dict: dict
     preprocessing: Preprocessing | None
+    data: bytes | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         return f"Weights({self.source!r}, sha256={self.sha256[:12]}..., {len(self.state_dict)} tensors)"
@@ -108,8 +113,41 @@ def load_weights(
     name = weights[len(_TORCHVISION_PREFIX):] if weights.startswith(_TORCHVISION_PREFIX) else weights
     if _ENUM_NAME.match(name):
         return _load_torchvision(arch, name, sha256)
-    state_dict, digest = _read_file(weights, storage_options, sha256)
-    return Weights(source=weights, sha256=digest, state_dict=state_dict, preprocessing=None)
+    data = _read_bytes(weights, storage_options)
+    state_dict, digest = _parse_checked(data, weights, sha256)
+    return Weights(source=weights, sha256=digest, state_dict=state_dict, preprocessing=None, data=data)
+
+
+def weights_from_bytes(data: bytes, *, source: str, sha256: str) -> Weights:
+    """Weights from a file's bytes already in memory (the copy a saved model keeps), pinned by ``sha256``.
+
+    ``source`` is where the file first came from; its suffix (``.safetensors``
+    or not) says how to parse the bytes.
+
+    Example:
+        >>> import io, torch
+        >>> from framelab.toolkits.deep_features.weights import weights_from_bytes
+        >>> buf = io.BytesIO(); torch.save(torch.nn.Linear(2, 2).state_dict(), buf)
+        >>> import hashlib; digest = hashlib.sha256(buf.getvalue()).hexdigest()
+        >>> sorted(weights_from_bytes(buf.getvalue(), source="w.pth", sha256=digest).state_dict)
+        ['bias', 'weight']
+    """
+    state_dict, digest = _parse_checked(bytes(data), source, sha256)
+    return Weights(source=source, sha256=digest, state_dict=state_dict, preprocessing=None, data=bytes(data))
+
+
+def is_file_source(weights: str | None) -> bool:
+    """True when ``weights`` names a file (a path or URL), not the bundled or a torchvision name.
+
+    Example:
+        >>> from framelab.toolkits.deep_features.weights import is_file_source
+        >>> is_file_source(None), is_file_source("IMAGENET1K_V1"), is_file_source("../w.pth")
+        (False, False, True)
+    """
+    if weights is None or weights == BUNDLED:
+        return False
+    name = weights[len(_TORCHVISION_PREFIX):] if weights.startswith(_TORCHVISION_PREFIX) else weights
+    return not _ENUM_NAME.match(name)
 
 
 def _load_bundled(arch: Architecture, sha256: str | None) -> Weights:
@@ -152,7 +190,10 @@ def _load_torchvision(arch: Architecture, name: str, sha256: str | None) -> Weig
 
 
 def _read_file(url: str, storage_options: dict | None, sha256: str | None) -> tuple[dict, str]:
-    data = _read_bytes(url, storage_options)
+    return _parse_checked(_read_bytes(url, storage_options), url, sha256)
+
+
+def _parse_checked(data: bytes, url: str, sha256: str | None) -> tuple[dict, str]:
     digest = hashlib.sha256(data).hexdigest()
     if sha256 is not None and digest != sha256.lower():
         raise InputError(
@@ -168,10 +209,11 @@ def _read_bytes(url: str, storage_options: dict | None) -> bytes:
         if not path.is_file():
             raise InputError(f"no weights file at {url!r} (give a local path or an fsspec URL)")
         return _read_local(str(path.resolve()), path.stat().st_mtime_ns)
-    import fsspec
+    from framelab.frames.storage import filesystem
 
     try:
-        with fsspec.open(url, "rb", **(storage_options or {})) as f:
+        fs, path = filesystem(url, storage_options)
+        with fs.open(path, "rb") as f:
             return f.read()
     except FileNotFoundError:
         raise InputError(f"no weights file at {url!r}") from None

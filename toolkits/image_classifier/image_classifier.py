@@ -6,19 +6,36 @@ carries the matching features column (same provenance) is not extracted again.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from framelab.frames.errors import InputError
+from framelab.platform import failures
 from framelab.toolkits.classifier import LogisticClassifier
 from framelab.toolkits.classifier import create as create_classifier
-from framelab.toolkits.deep_features import DeepFeatureExtractor, find_image_column, provenance_of
+from framelab.toolkits.classifier.logistic_classifier import NullRows
+from framelab.toolkits.deep_features import DeepFeatureExtractor
 from framelab.toolkits.features import check_frame, check_target
+from framelab.toolkits.image_features import (
+    drop_rows_without_features,
+    image_column_or_none,
+    with_features,
+)
+from framelab.toolkits.model import Model, Section
+from framelab.toolkits.saved_extractor import (
+    check_features_made_by,
+    check_saved_extractor,
+    extractor_files,
+    extractor_from_saved,
+    extractor_metadata,
+)
 
-KIND = "image_classifier"
+if TYPE_CHECKING:
+    from framelab.toolkits.model_io import SavedModel
+
+_NO_FEATURES = "its image is missing or could not be decoded"
 
 
 def create(
@@ -48,18 +65,24 @@ def create(
 
     Example:
         >>> from framelab.toolkits import datasets, image_classifier
-        >>> model = image_classifier.create(datasets.caltech101(), "label")  # doctest: +SKIP
+        >>> photos = datasets.caltech101(classes=["ewer", "sunflower"], per_class=6)
+        >>> model = image_classifier.create(photos, "label", seed=0, verbose=False)
+        >>> model.classes, model.predict(photos.head(2)).to_pylist()
+        (['ewer', 'sunflower'], ['ewer', 'ewer'])
     """
     frame = check_frame(frame)
     check_target(frame.schema, target)
     extractor = DeepFeatureExtractor(model, batch_size=batch_size, device=device, **extractor_options)
-    features = _with_features(frame, extractor, image_column, feature_column).select(feature_column, target)
-    features = _drop_failed(features.materialize(), feature_column, "training")
-    if features.num_rows() == 0:
-        raise InputError("no image in the training frame could be decoded; check the frame's error column")
-    if hasattr(validation_set, "schema"):
-        validation_set = _with_features(validation_set, extractor, image_column, feature_column)
-        validation_set = _drop_failed(validation_set.select(feature_column, target).materialize(), feature_column, "validation")
+    with failures.job():
+        features = with_features(frame, extractor, image_column, feature_column).select(feature_column, target)
+        features = drop_rows_without_features(features.materialize(), feature_column, "training")
+        if features.num_rows() == 0:
+            raise InputError("no image in the training frame could be decoded; check the frame's error column")
+        if hasattr(validation_set, "schema"):
+            validation_set = with_features(validation_set, extractor, image_column, feature_column)
+            validation_set = drop_rows_without_features(
+                validation_set.select(feature_column, target).materialize(), feature_column, "validation"
+            )
     classifier = create_classifier(
         features,
         target,
@@ -71,16 +94,26 @@ def create(
         seed=seed,
         verbose=verbose,
     )
-    used = image_column or _image_column_or_none(frame.schema)
+    used = image_column or image_column_or_none(frame.schema)
     return ImageClassifier(extractor, classifier, image_column=used, feature_column=feature_column)
 
 
-class ImageClassifier:
+class ImageClassifier(Model):
     """Deep features + logistic classifier; ``predict`` and ``evaluate`` take frames of raw images.
 
     Example:
-        >>> model.predict_topk(photos, k=3)  # doctest: +SKIP
+        >>> from framelab.toolkits import datasets, image_classifier
+        >>> photos = datasets.caltech101(classes=["ewer", "sunflower"], per_class=6)
+        >>> image_classifier.create(photos, "label", seed=0, verbose=False).summary()  # doctest: +ELLIPSIS, +NORMALIZE_WHITESPACE
+        Class : ImageClassifier
+        <BLANKLINE>
+        Deep features
+        -------------
+        Model : mobilenet_v2
+        ...
     """
+
+    kind = "image_classifier"
 
     def __init__(
         self,
@@ -107,121 +140,120 @@ class ImageClassifier:
 
     def _features(self, frame: Any) -> Any:
         frame = check_frame(frame)
-        return _with_features(frame, self.extractor, self.image_column, self.feature_column)
+        return with_features(frame, self.extractor, self.image_column, self.feature_column)
+
+    def _nulls(self, stage: str, action: str = "predicted null") -> NullRows:
+        # A row whose image is missing or undecodable has null features: it gets a null, not an error.
+        return NullRows(self.feature_column, f"image classifier: {stage}", _NO_FEATURES, action=action)
 
     def predict(self, frame: Any, output_type: str = "class") -> pa.ChunkedArray:
         """One prediction per row (``output_type``: "class", "probability", "probability_vector").
 
-        Rows whose image could not be decoded predict null.
+        Rows whose image is missing or could not be decoded predict null; one
+        warning counts them (a ``RowFailureWarning``).
 
         Example:
-            >>> model.predict(photos)  # doctest: +SKIP
+            >>> from framelab.toolkits import datasets, image_classifier
+            >>> photos = datasets.caltech101(classes=["ewer", "sunflower"], per_class=6)
+            >>> model = image_classifier.create(photos, "label", seed=0, verbose=False)
+            >>> model.predict(photos.head(3)).to_pylist()
+            ['ewer', 'ewer', 'ewer']
         """
-        return self.classifier.predict(self._features(frame), output_type=output_type)
+        with failures.job():
+            return self.classifier._predict(self._features(frame), output_type, self._nulls("predict"))
 
     def predict_topk(self, frame: Any, output_type: str = "probability", k: int = 3) -> Any:
         """The ``k`` likeliest classes of each row, as a Frame of (id, class, probability).
 
+        A row whose image could not be decoded keeps its ``k`` rows, with a
+        null class and probability.
+
         Example:
-            >>> model.predict_topk(photos.head(2), k=3)  # doctest: +SKIP
+            >>> from framelab.toolkits import datasets, image_classifier
+            >>> photos = datasets.caltech101(classes=["ewer", "sunflower"], per_class=6)
+            >>> model = image_classifier.create(photos, "label", seed=0, verbose=False)
+            >>> model.predict_topk(photos.head(1), k=2).select("id", "class").to_pydict()
+            {'id': [0, 0], 'class': ['ewer', 'sunflower']}
         """
-        return self.classifier.predict_topk(self._features(frame), output_type=output_type, k=k)
+        with failures.job():
+            return self.classifier._predict_topk(self._features(frame), output_type, k, self._nulls("predict_topk"))
 
     def classify(self, frame: Any) -> Any:
-        """Each row's likeliest class and its probability, as a Frame.
+        """Each row's likeliest class and its probability, as a Frame (nulls for undecodable images).
 
         Example:
-            >>> model.classify(photos)  # doctest: +SKIP
+            >>> from framelab.toolkits import datasets, image_classifier
+            >>> photos = datasets.caltech101(classes=["ewer", "sunflower"], per_class=6)
+            >>> model = image_classifier.create(photos, "label", seed=0, verbose=False)
+            >>> model.classify(photos.head(1)).to_pydict()["class"]
+            ['ewer']
         """
-        return self.classifier.classify(self._features(frame))
+        with failures.job():
+            return self.classifier._classify(self._features(frame), self._nulls("classify"))
 
     def evaluate(self, frame: Any, metric: str = "auto") -> dict[str, Any]:
         """Accuracy, precision, recall, F1, log loss, AUC and a confusion matrix on labelled images.
 
-        Example:
-            >>> model.evaluate(test)["accuracy"]  # doctest: +SKIP
-        """
-        features = self._features(frame).select(self.feature_column, self.target)
-        features = _drop_failed(features.materialize(), self.feature_column, "evaluation")
-        return self.classifier.evaluate(features, metric=metric)
-
-    def save(self, url: str, storage_options: dict | None = None) -> None:
-        """Save to a folder (path or fsspec URL); :func:`framelab.toolkits.load_model` loads it.
+        Rows whose image could not be decoded are left out of the scores; one
+        warning counts them.
 
         Example:
-            >>> model.save("s3://bucket/models/caltech")  # doctest: +SKIP
+            >>> from framelab.toolkits import datasets, image_classifier
+            >>> photos = datasets.caltech101(classes=["ewer", "sunflower"], per_class=6)
+            >>> model = image_classifier.create(photos, "label", seed=0, verbose=False)
+            >>> model.evaluate(photos)["accuracy"]
+            1.0
         """
-        from framelab.toolkits.model_io import save_model
+        nulls = self._nulls("evaluate", action="left out of the scores")
+        with failures.job():
+            return self.classifier._evaluate(self._features(frame), metric, nulls)
 
+    def _state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         metadata, arrays = self.classifier._state()
         metadata = {
             "classifier": metadata,
-            "extractor": self.extractor.to_config(),
+            **extractor_metadata(self.extractor),
             "image_column": self.image_column,
             "feature_column": self.feature_column,
         }
-        save_model(url, KIND, metadata, arrays, storage_options=storage_options)
+        return metadata, arrays
+
+    def _files(self) -> dict[str, bytes]:
+        # Weights from a path or URL travel with the model: its folder is all it needs.
+        return extractor_files(self.extractor)
 
     @classmethod
-    def _from_saved(cls, metadata: dict[str, Any], arrays: dict[str, Any]) -> ImageClassifier:
+    def _check_saved(cls, saved: SavedModel) -> None:
+        """Refuse a saved image classifier whose parts are missing, external, or do not belong together."""
+        feature_column = saved.field("feature_column", str)
+        saved.field("image_column", (str, type(None)), required=False)
+        config = check_saved_extractor(saved)
+        nested = saved.nested("classifier")
+        LogisticClassifier._check_saved(nested)
+        check_features_made_by(saved, "classifier.features", nested.metadata["features"], feature_column, config)
+
+    @classmethod
+    def _from_saved(
+        cls, metadata: dict[str, Any], arrays: dict[str, Any], files: dict[str, bytes] | None = None
+    ) -> ImageClassifier:
         return cls(
-            DeepFeatureExtractor.from_config(metadata["extractor"]),
+            extractor_from_saved(metadata, files),
             LogisticClassifier._from_saved(metadata["classifier"], arrays),
             image_column=metadata.get("image_column"),
             feature_column=metadata["feature_column"],
         )
 
-    def summary(self) -> None:
-        """Print the extractor and the classifier's training summary.
-
-        Example:
-            >>> model.summary()  # doctest: +SKIP
-        """
-        print(repr(self))
-
-    def __repr__(self) -> str:
-        return f"ImageClassifier\n  features: {self.extractor!r}\n{self.classifier!r}"
-
-
-def _image_column_or_none(schema: pa.Schema) -> str | None:
-    try:
-        return find_image_column(schema, None)
-    except InputError:
-        return None
-
-
-def _with_features(frame: Any, extractor: DeepFeatureExtractor, image_column: str | None, column: str) -> Any:
-    """The frame with the extractor's features in ``column``: reused when its provenance matches."""
-    schema = frame.schema
-    if column in schema.names:
-        found = provenance_of(schema.field(column))
-        if found == extractor.provenance:
-            return frame
-        has_images = image_column in schema.names if image_column else _image_column_or_none(schema) is not None
-        if not has_images:
-            raise InputError(
-                f"column {column!r} holds features made by {_describe(found)}, but this model uses "
-                f"{_describe(extractor.provenance)}; give a frame with the images so they can be extracted again"
-            )
-        frame = frame.drop(column)
-    return extractor.transform(frame, image_column=image_column, output_column=column)
-
-
-def _drop_failed(frame: Any, column: str, stage: str) -> Any:
-    import polars as pl
-
-    kept = frame.filter(pl.col(column).is_not_null())
-    failed = frame.num_rows() - kept.num_rows()
-    if failed:
-        warnings.warn(
-            f"{failed} row(s) have no deep features (their image could not be decoded) and were left out of "
-            f"{stage}; see the frame's error column",
-            stacklevel=3,
-        )
-    return kept.materialize()
-
-
-def _describe(provenance: dict | None) -> str:
-    if not provenance:
-        return "an unknown extractor (no provenance metadata)"
-    return f"model {provenance.get('model')!r} (weights sha256 {str(provenance.get('weights_sha256'))[:12]}..., layer {provenance.get('layer')!r})"
+    def _summary_sections(self) -> list[Section]:
+        config = self.extractor.to_config()
+        weights = config["weights"] or "default"
+        if self.extractor.weights_copy() is not None:
+            weights += " (a copy is saved with the model)"
+        features = [
+            ("Model", config["model"]),
+            ("Weights", weights),
+            ("Layer", config["layer"]),
+            ("Weights sha256", config["weights_sha256"][:16] + "..."),
+            ("Image column", self.image_column),
+            ("Feature column", self.feature_column),
+        ]
+        return [("Deep features", features), *self.classifier._summary_sections()]

@@ -1,0 +1,15 @@
+"""Image similarity: find similar images and near-duplicates with deep features and nearest neighbours.
+
+Example:
+    >>> from framelab.toolkits import image_similarity
+    >>> image_similarity.NEAR_DUPLICATE_THRESHOLD
+    0.06
+"""
+
+from framelab.toolkits.image_similarity.image_similarity import (
+    NEAR_DUPLICATE_THRESHOLD,
+    ImageSimilarityModel,
+    create,
+)
+
+__all__ = ["NEAR_DUPLICATE_THRESHOLD", "ImageSimilarityModel", "create"]

@@ -1,0 +1,147 @@
+"""A deep-features extractor inside a saved model: its config, a copy of custom weights, and their checks.
+
+Every model that turns images into features (image classifier, image
+similarity, image tagger, k-means on images) keeps its extractor the same
+way: ``metadata["extractor"]`` is the extractor's config, and weights that
+came from a path or URL are copied into the model's folder
+(``metadata["weights_file"]`` names the copy), so the folder is all the
+model needs. A loaded model reads nothing outside its folder unless the user
+passes ``load_model(..., allow_external=True)``.
+
+Example:
+    >>> from framelab.toolkits.deep_features import DeepFeatureExtractor
+    >>> from framelab.toolkits.saved_extractor import extractor_files, extractor_metadata
+    >>> extractor = DeepFeatureExtractor("mobilenet_v2")
+    >>> extractor_metadata(extractor)["weights_file"], extractor_files(extractor)  # bundled: nothing to copy
+    (None, {})
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from framelab.frames.errors import InputError
+from framelab.toolkits.deep_features import DeepFeatureExtractor
+
+if TYPE_CHECKING:
+    from framelab.toolkits.model_io import SavedModel
+
+
+def extractor_metadata(extractor: DeepFeatureExtractor) -> dict[str, Any]:
+    """The metadata fields that keep ``extractor`` in a saved model: ``extractor`` and ``weights_file``.
+
+    ``extractor["weights"]`` keeps the original source for the record; a
+    model with a copy of the weights never reads it.
+
+    Example:
+        >>> from framelab.toolkits.deep_features import DeepFeatureExtractor
+        >>> from framelab.toolkits.saved_extractor import extractor_metadata
+        >>> sorted(extractor_metadata(DeepFeatureExtractor()))
+        ['extractor', 'weights_file']
+    """
+    copied = extractor.weights_copy()
+    return {"extractor": extractor.to_config(), "weights_file": None if copied is None else copied[0]}
+
+
+def extractor_files(extractor: DeepFeatureExtractor) -> dict[str, bytes]:
+    """The files a model keeps for ``extractor``: a copy of weights from a path or URL, else none.
+
+    Example:
+        >>> from framelab.toolkits.deep_features import DeepFeatureExtractor
+        >>> from framelab.toolkits.saved_extractor import extractor_files
+        >>> extractor_files(DeepFeatureExtractor("mobilenet_v2"))
+        {}
+    """
+    copied = extractor.weights_copy()
+    return {} if copied is None else {copied[0]: copied[1]}
+
+
+def check_saved_extractor(saved: SavedModel) -> dict[str, Any]:
+    """Refuse a saved extractor that is invalid, whose weights copy is missing or unusable, or that reads outside.
+
+    Returns the extractor's config. Reads ``saved``'s ``extractor`` and
+    ``weights_file`` fields; the copy's bytes are parsed as plain tensors
+    (``torch.load(weights_only=True)``) and checked against the config's sha256.
+
+    Example:
+        >>> from framelab.toolkits.model_io import SavedModel
+        >>> from framelab.toolkits.saved_extractor import check_saved_extractor
+        >>> check_saved_extractor(SavedModel("m", "example", {"extractor": "mobilenet_v2"}, {}))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        framelab.frames.errors.InputError: m/model.json: field 'metadata.extractor' must be an object, got a string ...
+    """
+    from framelab.toolkits.deep_features.weights import is_file_source, weights_from_bytes
+
+    config = saved.field("extractor", dict)
+    try:
+        DeepFeatureExtractor.from_config(config)
+    except InputError as err:
+        saved.refuse("extractor", f"is not a valid extractor config: {err}")
+    weights_file = saved.field("weights_file", (str, type(None)), required=False)
+    if weights_file is not None:
+        if weights_file not in saved.files:
+            saved.refuse("weights_file", f"names {weights_file!r}, a file model.json does not list")
+        try:  # plain tensors (torch.load(weights_only=True)), and the ones the extractor pins
+            weights_from_bytes(saved.files[weights_file], source=weights_file, sha256=config["weights_sha256"])
+        except InputError as err:
+            saved.refuse("weights_file", f"names a copy of the weights that cannot be used: {err}")
+    if weights_file is None and is_file_source(config["weights"]) and not saved.allow_external:
+        saved.refuse(
+            "extractor.weights",
+            f"names {config['weights']!r}, outside the model folder. A loaded model reads only its own "
+            "folder; if you trust where this model comes from, pass load_model(..., allow_external=True)",
+        )
+    return config
+
+
+def check_features_made_by(saved: SavedModel, name: str, features: list[dict], column: str,
+                           config: dict[str, Any]) -> None:
+    """Refuse a saved model whose ``column`` feature (in field ``name``) was not made by the extractor ``config``.
+
+    The model's fitted part (classifier, index, centres) and its extractor
+    must come from one model: the feature's recorded provenance must match
+    the extractor's network, weights, layer and dtype.
+
+    Example:
+        >>> from framelab.toolkits.model_io import SavedModel
+        >>> from framelab.toolkits.saved_extractor import check_features_made_by
+        >>> saved = SavedModel("m", "example", {}, {})
+        >>> check_features_made_by(saved, "features", [{"name": "x", "kind": "numeric", "dim": 1, "levels": []}], "f", {})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        framelab.frames.errors.InputError: m/model.json: field 'metadata.features' has no vector feature 'f' ...
+    """
+    from framelab.toolkits.features import VECTOR, FeatureEncoder
+
+    try:
+        encoded = {f.name: f for f in FeatureEncoder.from_json(features).features}
+    except InputError as err:
+        saved.refuse(name, f"is not a list of features this model could have saved: {err}")
+    spec = encoded.get(column)
+    if spec is None or spec.kind != VECTOR:
+        saved.refuse(name, f"has no vector feature {column!r} for the deep features")
+    provenance = spec.provenance or {}
+    expected = {"model": config["model"], "weights_sha256": config["weights_sha256"],
+                "layer": config["layer"], "dtype": config["output_dtype"]}
+    mixed = [k for k, v in expected.items() if provenance.get(k) != v]
+    if mixed:
+        saved.refuse(
+            name,
+            f"was trained on features whose {', '.join(mixed)} differ from the saved extractor's: "
+            "the model's parts come from different models",
+        )
+
+
+def extractor_from_saved(metadata: dict[str, Any], files: dict[str, bytes] | None) -> DeepFeatureExtractor:
+    """The extractor :func:`extractor_metadata` saved, on its copy of the weights when the model keeps one.
+
+    Example:
+        >>> from framelab.toolkits.deep_features import DeepFeatureExtractor
+        >>> from framelab.toolkits.saved_extractor import extractor_from_saved, extractor_metadata
+        >>> extractor_from_saved(extractor_metadata(DeepFeatureExtractor()), None).model
+        'mobilenet_v2'
+    """
+    weights_file = metadata.get("weights_file")
+    data = (files or {}).get(weights_file) if weights_file else None
+    return DeepFeatureExtractor.from_config(metadata["extractor"], weights_data=data)
