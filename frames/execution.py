@@ -311,7 +311,20 @@ def ray_data_from_refs(refs: list) -> Any:
     """
     import ray.data
 
-    return ray.data.from_arrow_refs(refs)
+    try:
+        from ray.data._internal.logical.interfaces import LogicalPlan
+        from ray.data._internal.logical.operators.from_operators import FromArrow
+        from ray.data._internal.stats import DatasetStats
+        from ray.data.dataset import MaterializedDataset
+    except ImportError:  # Ray's internals moved: its own call, whose metadata tasks each take a CPU
+        return ray.data.from_arrow_refs(refs)
+    # ray.data.from_arrow_refs reads each block's metadata in a task of one whole CPU. Beside a warm
+    # pool of fractional actors no node may have a whole CPU free (2 of 3 CPUs held, a third left on
+    # each node), and the job waited for ever: these tasks only read a block's header, so take none.
+    metadata = get([_block_metadata.remote(r) for r in refs])
+    context = ray.data.DataContext.get_current().copy()
+    plan = LogicalPlan(FromArrow(refs, metadata), context)
+    return MaterializedDataset(plan, context, DatasetStats(metadata={"FromArrow": metadata}, parent=None))
 
 
 def repartition(result: Result, num_blocks: int) -> Result:
@@ -445,9 +458,12 @@ def actor_map_dataset(
     with warm_pools.use(stage.key, functools.partial(TableWorker, stage.factory), pool_size) as pool:
         with surfaced_errors(), failures.job(), Progress(stage.label, total) as bar:
             refs = pool.map(_calls(dataset, stage.rows_per_call, bar))
-    if not refs:
-        return schema.empty_table()
-    return ray_data_from_refs(refs)
+        if not refs:
+            return schema.empty_table()
+        out = ray_data_from_refs(refs)
+        # A block lost with its node is rebuilt through the actor that made it: keep the pool while it is read.
+        pool.keep_for(out)
+    return out
 
 
 def _calls(dataset: Any, rows_per_call: int, bar: Progress) -> Iterator[list]:
@@ -484,15 +500,16 @@ def _num_rows_fn(block: pa.Table) -> int:
 class _LazyRemote:
     """A Ray remote function made on first use (so importing this module never starts Ray)."""
 
-    def __init__(self, fn: Callable):
+    def __init__(self, fn: Callable, num_cpus: float = 0.5):
         self.fn = fn
+        self.num_cpus = num_cpus
         self._remote = None
 
     def remote(self, *args: Any) -> Any:
         if self._remote is None:
             import ray
 
-            self._remote = ray.remote(num_cpus=0.5)(self.fn)
+            self._remote = ray.remote(num_cpus=self.num_cpus)(self.fn)
         return self._remote.remote(*args)
 
 
@@ -508,3 +525,12 @@ def _arrow_block_fn(block: Any, bounds: tuple[int, int] | None) -> pa.Table:
 _num_rows = _LazyRemote(_num_rows_fn)
 _number_block = _LazyRemote(number_rows)
 _arrow_block = _LazyRemote(_arrow_block_fn)
+
+
+def _block_metadata_fn(block: pa.Table) -> Any:
+    from ray.data._internal.util import get_table_block_metadata_schema
+
+    return get_table_block_metadata_schema(block)
+
+
+_block_metadata = _LazyRemote(_block_metadata_fn, num_cpus=0)

@@ -12,7 +12,10 @@ when the Ray session it was started in is gone.
 Each actor builds its worker once with the ``factory`` it is given, then
 runs ``worker(*parts)`` on every call. An actor that dies (a lost node, an
 out-of-memory kill) is restarted and its call retried, so no call is lost or
-run twice on a live actor.
+run twice on a live actor. Results that lived on a lost node are rebuilt by
+Ray through the actor that made them, so a pool stays in use while something
+still holds its results (:meth:`WarmPool.keep_for`): released earlier, its
+killed actors could rebuild nothing.
 
 Example:
     >>> from framelab.platform import warm_pools
@@ -33,6 +36,7 @@ import itertools
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any
 
@@ -168,6 +172,32 @@ class WarmPool:
             ray.wait(results, num_returns=len(results), fetch_local=False)
         return results
 
+    def keep_for(self, holder: Any) -> None:
+        """Count the pool in use until ``holder`` (what holds the pool's results, say a Dataset over them) is gone.
+
+        Ray rebuilds a result lost with its node by running its call again on
+        the same actor, restarted; a pool released while its results are
+        still read would leave them nothing to be rebuilt by.
+
+        Example:
+            >>> import gc
+            >>> from framelab.platform import warm_pools
+            >>> from framelab.platform.resources import PoolSize
+            >>> class Results: pass
+            >>> results = Results()
+            >>> with warm_pools.use("kept", lambda: abs, PoolSize(1, 1, 0.25, 0.0)) as pool:
+            ...     pool.keep_for(results)
+            >>> pool.users
+            1
+            >>> del results; _ = gc.collect()
+            >>> pool.users
+            0
+            >>> warm_pools.release("kept")
+        """
+        with _lock:
+            self.users += 1
+        weakref.finalize(holder, _done_with, self)
+
     def where(self) -> list[tuple[str, int]]:
         """(node id, process id) of each actor: which nodes the pool runs on.
 
@@ -292,9 +322,13 @@ def use(key: Hashable, factory: Callable[[], Callable[..., Any]], size: PoolSize
     try:
         yield pool
     finally:
-        with _lock:
-            pool.users -= 1
-            pool.last_used = time.monotonic()
+        _done_with(pool)
+
+
+def _done_with(pool: WarmPool) -> None:
+    with _lock:
+        pool.users -= 1
+        pool.last_used = time.monotonic()
 
 
 def find(key: Hashable) -> WarmPool | None:

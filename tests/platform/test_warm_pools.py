@@ -87,3 +87,27 @@ def test_a_pool_in_use_is_never_released():
         actor_pool(use_gpu=False, reserve_cpus=0)
         assert warm_pools.find("busy") is pool
         assert pool.call(1)[2] == 1
+
+
+def test_a_pool_whose_results_are_still_held_is_kept_for_waiting_work_then_released():
+    """Results lost with a node are rebuilt through the actor that made them: it must outlive their readers."""
+    with warm_pools.use("maker", _Counter, ONE_CPU) as pool:
+        results = pool.map([[1], [2]])
+
+        class Holder:  # stands for the Dataset over the results
+            refs = results
+
+        holder = Holder()
+        pool.keep_for(holder)
+    cpus = ray.cluster_resources()["CPU"]
+
+    @ray.remote(num_cpus=cpus)
+    def needs_every_cpu() -> str:
+        return "ran"
+
+    waiting = needs_every_cpu.remote()
+    time.sleep(3 * warm_pools._WATCH_SECONDS)  # the watcher has seen the waiting task
+    assert warm_pools.find("maker") is pool
+    del holder
+    assert ray.get(waiting, timeout=120) == "ran"  # gone with its results' holder, the pool lets go
+    assert warm_pools.find("maker") is None
