@@ -15,7 +15,8 @@ out-of-memory kill) is restarted and its call retried, so no call is lost or
 run twice on a live actor. Results that lived on a lost node are rebuilt by
 Ray through the actor that made them, so a pool stays in use while something
 still holds its results (:meth:`WarmPool.keep_for`): released earlier, its
-killed actors could rebuild nothing.
+killed actors could rebuild nothing. Such a pool still gives way to another
+pool that needs its room, as a held result is only read, not being made.
 
 Example:
     >>> from framelab.platform import warm_pools
@@ -92,6 +93,7 @@ class WarmPool:
         self.key = key
         self.size = size
         self.users = 0
+        self.holders = 0  # things that hold the pool's results (keep_for)
         self.last_used = time.monotonic()
         # One actor per node before two on any node, through a placement group
         # whose placement is checked (see _spread_group). Not a node affinity:
@@ -173,11 +175,12 @@ class WarmPool:
         return results
 
     def keep_for(self, holder: Any) -> None:
-        """Count the pool in use until ``holder`` (what holds the pool's results, say a Dataset over them) is gone.
+        """Keep the pool from being released for idleness or waiting work until ``holder`` (say a Dataset over its results) is gone.
 
         Ray rebuilds a result lost with its node by running its call again on
         the same actor, restarted; a pool released while its results are
-        still read would leave them nothing to be rebuilt by.
+        still read would leave them nothing to be rebuilt by. Another pool
+        that needs the room still gets it (:func:`framelab.platform.resources.reclaim`).
 
         Example:
             >>> import gc
@@ -187,16 +190,16 @@ class WarmPool:
             >>> results = Results()
             >>> with warm_pools.use("kept", lambda: abs, PoolSize(1, 1, 0.25, 0.0)) as pool:
             ...     pool.keep_for(results)
-            >>> pool.users
+            >>> pool.holders
             1
             >>> del results; _ = gc.collect()
-            >>> pool.users
+            >>> pool.holders
             0
             >>> warm_pools.release("kept")
         """
         with _lock:
-            self.users += 1
-        weakref.finalize(holder, _done_with, self)
+            self.holders += 1
+        weakref.finalize(holder, _let_go, self)
 
     def where(self) -> list[tuple[str, int]]:
         """(node id, process id) of each actor: which nodes the pool runs on.
@@ -331,6 +334,12 @@ def _done_with(pool: WarmPool) -> None:
         pool.last_used = time.monotonic()
 
 
+def _let_go(pool: WarmPool) -> None:
+    with _lock:
+        pool.holders -= 1
+        pool.last_used = time.monotonic()
+
+
 def find(key: Hashable) -> WarmPool | None:
     """The warm pool for ``key`` if one is alive in this session (to inspect it; :func:`use` it to run work).
 
@@ -455,7 +464,7 @@ def _watch() -> None:
             except Exception:  # noqa: BLE001 - Ray is shutting down under us
                 _pools.clear()
             now = time.monotonic()
-            idle = [p for p in _pools.values() if p.users == 0]
+            idle = [p for p in _pools.values() if p.users == 0 and p.holders == 0]
             expired = [p for p in idle if now - p.last_used >= IDLE_SECONDS]
             if len(expired) < len(idle) and _work_is_waiting():
                 expired = idle

@@ -111,3 +111,12 @@ def test_a_pool_whose_results_are_still_held_is_kept_for_waiting_work_then_relea
     del holder
     assert ray.get(waiting, timeout=120) == "ran"  # gone with its results' holder, the pool lets go
     assert warm_pools.find("maker") is None
+
+
+def test_a_pool_whose_results_are_held_still_gives_way_to_another_pool_that_needs_its_room():
+    with warm_pools.use("read-only", _Counter, PoolSize(1, 2, 1.0, 0.0)) as pool:
+        held = type("Holder", (), {"refs": pool.map([[1]])})()
+        pool.keep_for(held)
+    actor_pool(use_gpu=False, reserve_cpus=0)  # a pool of every CPU is about to start
+    assert warm_pools.find("read-only") is None
+    del held
