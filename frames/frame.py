@@ -19,15 +19,16 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from framelab.frames import blockwise, conversion, logical, planner, saved, sources, validation
+from framelab.frames import blockwise, conversion, logical, planner, saved, validation
 from framelab.frames.errors import InputError, check_columns
 from framelab.frames.expressions import ColumnExpr
+from framelab.frames.readers import Readers
 from framelab.frames.vectors import is_vector_type, vectors_to_numpy
 
 Expr = pl.Expr | ColumnExpr | Callable[[dict], Any]
 
 
-class Frame:
+class Frame(Readers):
     """An immutable, lazy table of typed columns, spread over a Ray cluster when it is big.
 
     Build one from a dict of columns, a list of row dicts, a pyarrow Table, or a
@@ -55,110 +56,6 @@ class Frame:
         frame._cache = {}
         return frame
 
-    @classmethod
-    def from_arrow(cls, table: pa.Table) -> Frame:
-        """A Frame over a pyarrow Table (kept in the driver until it needs the cluster).
-
-        Example:
-            >>> Frame.from_arrow(pa.table({"x": [1, 2]})).dtypes
-            {'x': DataType(int64)}
-        """
-        return cls(table)
-
-    @classmethod
-    def from_polars(cls, df: pl.DataFrame) -> Frame:
-        """A Frame from a polars DataFrame (polars' large and view types become plain Arrow types).
-
-        Example:
-            >>> Frame.from_polars(pl.DataFrame({"s": ["a"]})).dtypes
-            {'s': DataType(string)}
-        """
-        return cls(df)
-
-    @classmethod
-    def from_pandas(cls, df: Any) -> Frame:
-        """A Frame from a pandas DataFrame (the index is dropped).
-
-        Example:
-            >>> import pandas as pd
-            >>> Frame.from_pandas(pd.DataFrame({"x": [1, 2]}, index=[10, 20])).to_pydict()
-            {'x': [1, 2]}
-        """
-        return cls(df)
-
-    @classmethod
-    def from_ray(cls, dataset: Any, schema: pa.Schema | None = None) -> Frame:
-        """A Frame over a Ray Dataset, lazily; pass its Arrow ``schema`` if known (else Ray Data runs a block to learn it).
-
-        Example:
-            >>> import ray.data
-            >>> Frame.from_ray(ray.data.range(3)).to_pydict()
-            {'id': [0, 1, 2]}
-        """
-        if schema is not None and not isinstance(schema, pa.Schema):
-            raise InputError(f"schema must be a pyarrow.Schema, got {type(schema).__name__}")
-        return cls._make(logical.DatasetScan(dataset, schema=schema))
-
-    @classmethod
-    def read_parquet(cls, url: str | list[str], *, columns: list[str] | None = None, union_schemas: bool = False,
-                     storage_options: dict | None = None) -> Frame:
-        """Read Parquet from a file, folder, glob or list, local or any fsspec URL (only what the plan needs).
-
-        Files whose columns differ are refused by name unless ``union_schemas`` (then null where missing);
-        ``key=value`` folders become columns; a folder :meth:`save` wrote gives exactly the frame it saved.
-
-        Example:
-            >>> import tempfile
-            >>> d = tempfile.mkdtemp()
-            >>> Frame({"x": [1, 2], "y": ["a", "b"]}).save(d)
-            >>> Frame.read_parquet(d, columns=["y"]).to_pydict()
-            {'y': ['a', 'b']}
-        """
-        return cls._make(sources.file_scan("parquet", url, storage_options, columns, union_schemas))
-
-    @classmethod
-    def read_csv(cls, url: str | list[str], *, union_schemas: bool = False,
-                 storage_options: dict | None = None) -> Frame:
-        """Read CSV files (a header row; ``.csv``, ``.csv.gz``) from a file, folder, glob or list.
-
-        Other headers are refused by name unless ``union_schemas``; a bad row is named by file and line.
-
-        Example:
-            >>> import pathlib, tempfile
-            >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.csv"
-            >>> _ = p.write_text("x,y\\n1,a\\n")
-            >>> Frame.read_csv(str(p)).to_pydict()
-            {'x': [1], 'y': ['a']}
-        """
-        return cls._make(sources.file_scan("csv", url, storage_options, union_schemas=union_schemas))
-
-    @classmethod
-    def read_json(cls, url: str | list[str], *, union_schemas: bool = False,
-                  storage_options: dict | None = None) -> Frame:
-        """Read newline-delimited JSON files (``.json``, ``.jsonl``, ``.ndjson``, each also ``.gz``) from a file, folder, glob or list.
-
-        Example:
-            >>> import pathlib, tempfile
-            >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.jsonl"
-            >>> _ = p.write_text('{"x": 1}\\n{"x": 2}\\n')
-            >>> Frame.read_json(str(p)).to_pydict()
-            {'x': [1, 2]}
-        """
-        return cls._make(sources.file_scan("json", url, storage_options, union_schemas=union_schemas))
-
-    @classmethod
-    def read_images(cls, paths: str | Sequence[str], **options: Any) -> Frame:
-        """Read image files (folders, files, globs, fsspec URLs) into an ``image`` column; options: :class:`~framelab.frames.images.ReadOptions`.
-
-        Example:
-            >>> from framelab.toolkits.datasets import caltech101_path
-            >>> Frame.read_images(str(caltech101_path() / "ewer"), label_from="folder").columns
-            ['image', 'path', 'label', 'error']
-        """
-        from framelab.frames.images.read import ReadOptions, image_scan
-
-        return cls._make(image_scan(paths, ReadOptions.of(**options)))
-
     def explore(self, path: str | None = None, **options: Any) -> str:
         """Write a self-contained, paged HTML page of the frame (image thumbnails included); return its path.
 
@@ -170,22 +67,6 @@ class Frame:
         from framelab.frames.images.explore import explore
 
         return explore(self, path, **options)
-
-    @classmethod
-    def load(cls, url: str, *, verify: bool = False, storage_options: dict | None = None) -> Frame:
-        """Load a frame written by :meth:`save`: exactly the parts its manifest lists, schema and metadata intact.
-
-        A missing manifest or part, or a part of another size, is refused naming the file;
-        ``verify=True`` also checks every part's sha256 (reading them all once).
-
-        Example:
-            >>> import tempfile
-            >>> d = tempfile.mkdtemp()
-            >>> Frame(pa.table({"x": pa.array([1], pa.int8())})).save(d)
-            >>> Frame.load(d).dtypes
-            {'x': DataType(int8)}
-        """
-        return cls._make(sources.saved_frame(url, verify=verify, storage_options=storage_options))
 
     def save(self, url: str, *, mode: str = "overwrite", storage_options: dict | None = None) -> None:
         """Write the frame as a folder of Parquet files and a manifest (local path or fsspec URL), atomically.
