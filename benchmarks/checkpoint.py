@@ -23,6 +23,7 @@ Run:
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform as _stdlib_platform  # noqa: F401  (the stdlib module, not framelab's folder)
 import shutil
@@ -43,19 +44,13 @@ def corpus(n: int) -> Path:
     Past the bundled images, each further pass copies them again as ``copy<k>-<file>``.
     """
     root = Path(tempfile.mkdtemp(prefix="framelab-ckpt-bench-"))
-    folders = sorted(p for p in CALTECH.iterdir() if p.is_dir())
-    files = [sorted(f.glob("*.jpg")) for f in folders]
-    taken, copy = 0, 0
-    while taken < n:
-        for i in range(max(len(f) for f in files)):
-            for folder, names in zip(folders, files):
-                if taken == n or i >= len(names):
-                    continue
-                (root / folder.name).mkdir(exist_ok=True)
-                name = names[i].name if copy == 0 else f"copy{copy}-{names[i].name}"
-                shutil.copy(names[i], root / folder.name / name)
-                taken += 1
-        copy += 1
+    classes = [sorted(f.glob("*.jpg")) for f in sorted(p for p in CALTECH.iterdir() if p.is_dir())]
+    bundled = [f for rank in itertools.zip_longest(*classes) for f in rank if f is not None]
+    for k in range(n):
+        copy, i = divmod(k, len(bundled))
+        source = bundled[i]
+        (root / source.parent.name).mkdir(exist_ok=True)
+        shutil.copy(source, root / source.parent.name / (f"copy{copy}-{source.name}" if copy else source.name))
     return root
 
 

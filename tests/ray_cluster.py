@@ -2,7 +2,9 @@
 
 Each node is its own ``ray start --block`` process tree in its own session
 (``setsid``), on its own loopback address (127.0.0.2 for the head, .3, .4, ...
-for workers: Ray swaps 127.0.0.1 itself for the machine's network address),
+for workers: Ray swaps 127.0.0.1 itself for the machine's network address;
+``FRAMELAB_TEST_LOOPBACK_BASE`` moves the range, so two test runs on one machine
+never share a node address),
 with unique ports and a private temp folder, so it never meets another Ray
 on the machine. Killing a node kills exactly the processes of its session, and
 ``stop()`` kills only what this cluster started (never ``ray stop``).
@@ -76,14 +78,15 @@ class LoopbackCluster:
         self.object_store_memory = object_store_memory
         self.gcs_port, self.client_port, self.dashboard_port = free_port(), free_port(), free_port()
         self.nodes: list[Node] = []
-        self._next_ip = 2
+        self._base = int(os.environ.get("FRAMELAB_TEST_LOOPBACK_BASE", "2"))
+        self._next_ip = self._base
         # A test run that ends without its fixture's teardown still leaves nothing behind.
         atexit.register(self.stop)
 
     # -- addresses and environments -------------------------------------------------------------
     @property
     def head_ip(self) -> str:
-        return "127.0.0.2"
+        return f"127.0.0.{self._base}"
 
     @property
     def gcs_address(self) -> str:
@@ -132,7 +135,7 @@ class LoopbackCluster:
         # node's clean-up would delete the working_dir of a job running on another.
         args = ["start", "--block", f"--address={self.gcs_address}", f"--node-ip-address={ip}",
                 f"--temp-dir={self.root / f'ray{self._next_ip}'}"]
-        return self._start(f"worker{self._next_ip - 2}", ip, args, num_cpus, resources)
+        return self._start(f"worker{self._next_ip - self._base}", ip, args, num_cpus, resources)
 
     def _start(self, name: str, ip: str, args: list[str], num_cpus: int, resources: dict | None) -> Node:
         import json

@@ -54,7 +54,7 @@ except SessionMismatchError as exc:
     assert out["nodes"] == 2 and out["cpus"] == 3 and out["client"] and not out["local"]
     assert "Ray Client" in out["repr"] and out["again"] == out["same"] == out["repr"]
     assert out["ran_on_worker"]
-    assert "already connected to the Ray cluster at 'ray://127.0.0.2" in out["mismatch"]
+    assert f"already connected to the Ray cluster at 'ray://{loopback_cluster.head_ip}" in out["mismatch"]
     assert "shutdown()" in out["mismatch"] and "num_cpus=4" in out["size"]
 
 
@@ -92,6 +92,6 @@ def test_without_the_token_the_failure_names_where_a_token_goes(loopback_cluster
     env.pop("RAY_AUTH_TOKEN_PATH")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
-    assert "could not reach a Ray cluster at 'ray://127.0.0.2" in done.stderr
+    assert f"could not reach a Ray cluster at 'ray://{loopback_cluster.head_ip}" in done.stderr
     assert "RAY_AUTH_TOKEN" in done.stderr
     assert loopback_cluster.token_path.read_text() not in done.stderr + done.stdout
