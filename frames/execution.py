@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -374,6 +374,44 @@ def iter_batches(result: Result, batch_size: int) -> Iterator[pa.Table]:
         return
     with surfaced_errors():
         yield from result.iter_batches(batch_size=batch_size, batch_format="pyarrow")
+
+
+def fetch_each(blocks: Sequence[Any]) -> Iterator[pa.Table]:
+    """Each block as an Arrow table, fetched from the object store one at a time (tables pass as they are).
+
+    Example:
+        >>> import pyarrow as pa, ray
+        >>> from framelab.frames.execution import fetch_each
+        >>> [t.num_rows for t in fetch_each([ray.put(pa.table({"x": [1]})), pa.table({"x": [2, 3]})])]
+        [1, 2]
+    """
+    import ray
+
+    for block in blocks:
+        yield block if isinstance(block, pa.Table) else ray.get(block)
+
+
+def rebatch(tables: Iterable[pa.Table], batch_size: int) -> Iterator[pa.Table]:
+    """Re-cut a stream of tables into batches of exactly ``batch_size`` rows (the last may be shorter).
+
+    Example:
+        >>> import pyarrow as pa
+        >>> from framelab.frames.execution import rebatch
+        >>> [b.num_rows for b in rebatch([pa.table({"x": [1, 2, 3]}), pa.table({"x": [4, 5]})], 2)]
+        [2, 2, 1]
+    """
+    held: list[pa.Table] = []
+    rows = 0
+    for table in tables:
+        held.append(table)
+        rows += table.num_rows
+        while rows >= batch_size:
+            whole = pa.concat_tables(held)
+            yield whole.slice(0, batch_size)
+            rest = whole.slice(batch_size)
+            held, rows = [rest], rest.num_rows
+    if rows:
+        yield pa.concat_tables(held)
 
 
 def count(result: Result) -> int:

@@ -24,6 +24,7 @@ from framelab.frames.errors import InputError, check_columns
 from framelab.frames.expressions import ColumnExpr
 from framelab.frames.readers import Readers
 from framelab.frames.vectors import is_vector_type, vectors_to_numpy
+from framelab.platform.client import on_cluster
 
 Expr = pl.Expr | ColumnExpr | Callable[[dict], Any]
 
@@ -68,6 +69,7 @@ class Frame(Readers):
 
         return explore(self, path, **options)
 
+    @on_cluster
     def save(self, url: str, *, mode: str = "overwrite", storage_options: dict | None = None) -> None:
         """Write the frame as a folder of Parquet files and a manifest (local path or fsspec URL), atomically.
 

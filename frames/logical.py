@@ -44,6 +44,16 @@ class Node:
         self._memo: dict[Hashable, Any] = {}
         self._lock = threading.RLock()
 
+    def __getstate__(self) -> dict:
+        # A plan travels to the cluster (a Ray Client session's calls run there): everything but the lock.
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
     def schema(self) -> pa.Schema:
         """The node's output schema, from its inputs' schemas (nothing runs).
 

@@ -50,6 +50,7 @@ from framelab.frames.blocks import concat, fetch_blocks
 from framelab.frames.blockwise import RenameColumns, SelectColumns, distinct_rows, number_rows
 from framelab.frames.joins import join_tables
 from framelab.frames.predicates import Pushdown, pushdown
+from framelab.platform.client import in_client_session, on_cluster
 
 # Frames whose data is at most this many bytes run in the driver.
 LOCAL_BYTES = int(os.environ.get("FRAMELAB_LOCAL_BYTES", 256 * 1024 * 1024))
@@ -168,6 +169,7 @@ def dataset(node: logical.Node) -> Any:
     return execution.as_dataset(result(node))
 
 
+@on_cluster
 def table(node: logical.Node, schema: pa.Schema | None = None) -> pa.Table:
     """Run the plan and bring the whole result to the driver (``schema`` types an empty result).
 
@@ -223,6 +225,7 @@ def known_rows(node: logical.Node) -> int | None:
     return None
 
 
+@on_cluster
 def count(node: logical.Node) -> int:
     """Rows of the frame, reading no column a count does not need.
 
@@ -246,6 +249,7 @@ def count(node: logical.Node) -> int:
     return execution.count(run(step))
 
 
+@on_cluster
 def head(node: logical.Node, n: int, schema: pa.Schema | None = None) -> pa.Table:
     """The first ``n`` rows; only as much of the plan runs as they need.
 
@@ -286,9 +290,33 @@ def iter_batches(node: logical.Node | pa.Table, batch_size: int) -> Iterator[pa.
         >>> [b.num_rows for b in iter_batches(Frame({"x": list(range(5))})._node, 2)]
         [2, 2, 1]
     """
-    return execution.iter_batches(node if isinstance(node, pa.Table) else result(node), batch_size)
+    if isinstance(node, pa.Table):
+        return execution.iter_batches(node, batch_size)
+    if in_client_session():
+        # Ray Data cannot stream into a Ray Client driver: the blocks are made on the cluster, then
+        # fetched here one at a time.
+        return execution.rebatch(execution.fetch_each(blocks(node)), batch_size)
+    return execution.iter_batches(result(node), batch_size)
 
 
+@on_cluster
+def blocks(node: logical.Node) -> list:
+    """The result's blocks: object refs to Arrow tables on the cluster (or the driver table itself).
+
+    Example:
+        >>> from framelab.frames import Frame
+        >>> from framelab.frames.planner import blocks
+        >>> [b.num_rows for b in blocks(Frame({"x": [1, 2]})._node)]
+        [2]
+    """
+    out = result(node)
+    if execution.is_table(out):
+        return [out]
+    refs, _ = execution.run_to_end(out, label(node), known_rows(node))
+    return refs
+
+
+@on_cluster
 def materialized(node: logical.Node) -> logical.Node:
     """A source node holding the computed result (a driver table, or a materialised dataset on the cluster).
 

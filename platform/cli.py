@@ -36,12 +36,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="submit a command as a Ray job, stream its logs and exit with its status",
         description="Submit COMMAND as a Ray job through the cluster's Jobs API. Exit code: 0 SUCCEEDED, "
         "1 FAILED, 3 STOPPED, 4 still running (--no-wait, or --timeout reached; the job goes on).",
-        usage="framelab submit [--address URL] [--working-dir DIR] [--requirements FILE] [--no-wait] "
-        "[--timeout S] -- COMMAND ...",
+        usage="framelab submit [--address URL] [--working-dir DIR] [--requirements FILE] [--env KEY=VALUE ...] "
+        "[--python PATH] [--no-wait] [--timeout S] -- COMMAND ...",
     )
     _address_option(submit)
     submit.add_argument("--working-dir", default=None, help="folder shipped to the cluster as the job's cwd")
     submit.add_argument("--requirements", default=None, help="pip requirements file installed for the job")
+    submit.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="an environment variable of the job (repeat for more)")
+    submit.add_argument("--python", default=None, metavar="PATH",
+                        help="the nodes' Python that has framelab (e.g. /opt/venv/bin/python): a COMMAND starting "
+                        "with `python` runs it instead of the first python on the nodes' PATH")
     submit.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
     submit.add_argument("--timeout", type=float, default=None, metavar="S",
                         help="stop waiting after S seconds (the job keeps running; exit code 4)")
@@ -50,8 +55,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     jobs = sub.add_parser("jobs", help="list, inspect, follow or stop the cluster's jobs")
     verbs = jobs.add_subparsers(dest="verb", required=True)
-    listing = verbs.add_parser("list", help="every job: id, status, command")
+    listing = verbs.add_parser("list", help="every submitted job: id, status, exit code, command")
     _address_option(listing)
+    listing.add_argument("--sessions", action="store_true",
+                         help="also list drivers connected to the cluster (notebooks, scripts), as ENDED once gone")
     listing.set_defaults(run=_jobs_list)
     for verb, text, run in (("status", "a job's status and why it ended (exit code as for submit)", _jobs_status),
                             ("logs", "what a job printed", _jobs_logs),
@@ -99,12 +106,16 @@ def _submit(args: argparse.Namespace) -> int:
         entrypoint_command,
         follow_job,
         job_client,
+        parse_env,
         submit_job,
+        with_python,
     )
 
-    command = entrypoint_command(args.entrypoint)
+    command = with_python(entrypoint_command(args.entrypoint), args.python)
+    env_vars = parse_env(args.env)
     client = job_client(args.address)
-    job_id = submit_job(command, working_dir=args.working_dir, requirements=args.requirements, client=client)
+    job_id = submit_job(command, working_dir=args.working_dir, requirements=args.requirements, env_vars=env_vars,
+                        client=client)
     print(f"framelab: submitted job {job_id}: {command}", file=sys.stderr, flush=True)
     if args.no_wait:
         print(job_id)
@@ -125,11 +136,12 @@ def _submit(args: argparse.Namespace) -> int:
 def _jobs_list(args: argparse.Namespace) -> int:
     from framelab.platform.jobs import list_jobs
 
-    reports = list_jobs(address=args.address)
+    reports = list_jobs(address=args.address, sessions=args.sessions)
     width = max([len(r.job_id) for r in reports] + [6])
-    print(f"{'JOB ID':<{width}}  {'STATUS':<9}  COMMAND")
+    print(f"{'JOB ID':<{width}}  {'STATUS':<9}  {'EXIT':>4}  COMMAND")
     for r in reports:
-        print(f"{r.job_id:<{width}}  {r.status:<9}  {r.entrypoint}")
+        code = "" if r.driver_exit_code is None else str(r.driver_exit_code)
+        print(f"{r.job_id:<{width}}  {r.status:<9}  {code:>4}  {r.entrypoint}")
     return 0
 
 

@@ -6,7 +6,9 @@ in the object store" error for every actor Ray Data starts, which no user can
 act on. :func:`filter_stderr` puts a pipe in front of file descriptor 2 and a
 thread that forwards every line except those that match :data:`NO_ACTION`,
 which it logs at DEBUG on the ``framelab.console`` logger instead. Python's
-own warnings and errors, and every other line, pass through unchanged.
+own warnings and errors, and every other line, pass through unchanged. A
+crash's stacks (Python's fault handler) go straight to the real stderr, past
+the pipe, so a process that dies in native code still says where.
 
 Example:
     >>> from framelab.platform.console import needs_no_action
@@ -20,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import atexit
+import faulthandler
 import logging
 import os
 import re
@@ -37,6 +40,7 @@ _lock = threading.Lock()
 _installed = False
 _enabled = True
 _was_tty: bool | None = None
+_crash_output = None
 
 
 def needs_no_action(line: str) -> bool:
@@ -86,6 +90,11 @@ def filter_stderr() -> bool:
         except OSError:
             return False
         _was_tty = os.isatty(original)
+        # A crash (a segfault in native code) must still be seen: Python's fault handler writes its
+        # stacks to the real stderr, not into the pipe whose forwarding thread dies with the process.
+        global _crash_output
+        _crash_output = open(original, "w", closefd=False)  # noqa: SIM115 (lives as long as the process)
+        faulthandler.enable(file=_crash_output, all_threads=True)
         try:
             sys.stderr.flush()
         except (AttributeError, ValueError, OSError):

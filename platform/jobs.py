@@ -9,6 +9,7 @@ branch on, and Ray's token sent the way Ray reads it (never printed).
 from __future__ import annotations
 
 import asyncio
+import re
 import shlex
 import time
 from collections.abc import Callable, Sequence
@@ -18,11 +19,11 @@ from pathlib import Path
 from framelab.platform.errors import JobSubmissionError
 
 #: Exit codes of ``framelab submit`` and ``framelab jobs``: 0 only for a job that succeeded.
-EXIT_CODES = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 3, "PENDING": 4, "RUNNING": 4}
+EXIT_CODES = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 3, "PENDING": 4, "RUNNING": 4, "ENDED": 5}
 #: Still running (or not started) when the command returned: distinct from any ending.
 EXIT_STILL_RUNNING = 4
 #: The statuses a job never leaves.
-TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
+TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED", "ENDED"})
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,10 @@ class JobReport:
     entrypoint: str
     start_time: float | None = None
     end_time: float | None = None
+    # The driver process's exit code where the cluster knows it (a submitted job's entrypoint).
+    driver_exit_code: int | None = None
+    # "SUBMISSION" (framelab submit, ray job submit) or "DRIVER" (a session connected to the cluster).
+    kind: str = "SUBMISSION"
 
     @property
     def exit_code(self) -> int:
@@ -76,6 +81,48 @@ def entrypoint_command(words: Sequence[str]) -> str:
             "--working-dir deploy -- python job.py"
         )
     return words[0] if len(words) == 1 else shlex.join(words)
+
+
+def parse_env(pairs: Sequence[str]) -> dict[str, str]:
+    """``KEY=VALUE`` words (``framelab submit --env``) as a dict; a word without ``=`` is refused.
+
+    Example:
+        >>> from framelab.platform.jobs import parse_env
+        >>> parse_env(["MODEL_URL=s3://b/m", "OMP_NUM_THREADS=2"])
+        {'MODEL_URL': 's3://b/m', 'OMP_NUM_THREADS': '2'}
+    """
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise JobSubmissionError(f"--env {pair!r} is not KEY=VALUE; e.g. --env MODEL_URL=s3://bucket/model")
+        env[key.strip()] = value
+    return env
+
+
+def with_python(command: str, python: str | None) -> str:
+    """The command with a leading ``python``/``python3`` replaced by the nodes' interpreter ``python``.
+
+    A job's ``python`` is whatever comes first on the nodes' PATH, which may
+    be a Python without framelab; ``--python /opt/venv/bin/python`` names the
+    one that has it. Without ``python`` the command is left as it is.
+
+    Example:
+        >>> from framelab.platform.jobs import with_python
+        >>> with_python("python job.py --seed 1", "/opt/venv/bin/python")
+        '/opt/venv/bin/python job.py --seed 1'
+        >>> with_python("python3 -m framelab.toolkits.cli demo", None)
+        'python3 -m framelab.toolkits.cli demo'
+    """
+    if not python:
+        return command
+    first, _, rest = command.strip().partition(" ")
+    if first not in ("python", "python3"):
+        raise JobSubmissionError(
+            f"--python {python} replaces a leading `python` in the command, but the command starts with "
+            f"{first!r}; start it with python (e.g. -- python job.py), or drop --python"
+        )
+    return f"{shlex.quote(python)} {rest}".strip()
 
 
 def exit_code(status: str) -> int:
@@ -176,8 +223,12 @@ def job_report(job_id: str, *, address: str | None = None, client=None) -> JobRe
     return _report(info, job_id)
 
 
-def list_jobs(*, address: str | None = None, client=None) -> list[JobReport]:
-    """Every job the cluster knows, oldest first.
+def list_jobs(*, address: str | None = None, client=None, sessions: bool = False) -> list[JobReport]:
+    """The jobs submitted to the cluster, oldest first (with ``sessions=True``, connected drivers too).
+
+    A connected driver (a notebook on ``ray://``, a script that joined with
+    ``connect("auto")``) is no submitted job: the cluster records only that it
+    ended, not how, so it is listed as ``ENDED``, never as ``SUCCEEDED``.
 
     Example:
         >>> from framelab.platform.jobs import list_jobs
@@ -186,6 +237,8 @@ def list_jobs(*, address: str | None = None, client=None) -> list[JobReport]:
     """
     client = client or job_client(address)
     reports = [_report(info, info.submission_id or info.job_id) for info in client.list_jobs()]
+    if not sessions:
+        reports = [r for r in reports if r.kind == "SUBMISSION"]
     return sorted(reports, key=lambda r: r.start_time or 0)
 
 
@@ -274,10 +327,19 @@ async def _tail(client, job_id: str, write: Callable[[str], object], deadline: f
 
 
 def _report(info, job_id: str) -> JobReport:
-    status = getattr(info.status, "value", str(info.status))
+    status = str(getattr(info.status, "value", str(info.status)))
+    kind = str(getattr(getattr(info, "type", None), "value", "SUBMISSION") or "SUBMISSION")
     start = info.start_time / 1000 if info.start_time else None
     end = info.end_time / 1000 if info.end_time else None
-    return JobReport(str(job_id), str(status), (info.message or "").strip(), info.entrypoint or "", start, end)
+    message = (info.message or "").strip()
+    code = getattr(info, "driver_exit_code", None)
+    if code is None:
+        found = re.search(r"exit code (-?\d+)", message)
+        code = int(found.group(1)) if found else None
+    if kind == "DRIVER" and status == "SUCCEEDED":
+        # Ray marks every connected driver SUCCEEDED once it is gone, a killed one too.
+        status, message = "ENDED", message or "a connected driver (not a submitted job); how it ended is not recorded"
+    return JobReport(str(job_id), status, message, info.entrypoint or "", start, end, code, kind)
 
 
 def _print(text: str) -> None:

@@ -17,8 +17,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from typing import IO, Any
 
 # A job that ends sooner shows nothing: a bar that flashes by, or a log line per quick call, is noise.
@@ -26,6 +28,8 @@ QUIET_SECONDS = 5.0
 # Redraw at most this often.
 _REDRAW_SECONDS = 0.5
 _WIDTH = 24
+# Where displays report instead of drawing, while a Ray Client session's call runs on the cluster.
+_relay: dict | None = None
 
 
 class Progress:
@@ -55,12 +59,15 @@ class Progress:
         self._quiet = quiet_seconds
         self._start = time.monotonic()
         self._drawn = 0.0
-        self._mode = _mode(self._stream)
+        self._mode = _mode(self._stream) if stream is not None or _relay is None else "relay"
         self._handle: Any = None
+        self._relay = _relay if self._mode == "relay" else None
+        self._report(closed=False)
 
     def update(self, rows: int) -> None:
         """Add ``rows`` finished rows and redraw if it is time."""
         self.rows += int(rows)
+        self._report(closed=False)
         now = time.monotonic()
         if now - self._start < self._quiet or now - self._drawn < _REDRAW_SECONDS:
             return
@@ -73,8 +80,9 @@ class Progress:
 
     def close(self) -> None:
         """Finish the display: the final line at a terminal or in a notebook, the summary in a log."""
+        self._report(closed=True)
         now = time.monotonic()
-        if now - self._start < self._quiet:
+        if now - self._start < self._quiet or self._mode == "relay":
             if self._mode == "terminal" and self._drawn:
                 self._stream.write("\r\033[K")
             return
@@ -86,6 +94,10 @@ class Progress:
         else:
             self._stream.write(line + "\n")
         self._stream.flush()
+
+    def _report(self, *, closed: bool) -> None:
+        if self._relay is not None:
+            self._relay[id(self)] = (self.label, self.total, self.rows, closed)
 
     def __enter__(self) -> Progress:
         return self
@@ -115,6 +127,29 @@ class Progress:
             self._handle = display({"text/plain": line}, raw=True, display_id=True)
         else:
             self._handle.update({"text/plain": line}, raw=True)
+
+
+@contextlib.contextmanager
+def relay_to(states: dict) -> Iterator[None]:
+    """Displays started inside report ``{id: (label, total, rows, closed)}`` into ``states`` instead of drawing.
+
+    A Ray Client session's call runs on the cluster, where nobody looks at
+    stderr; the client reads these states and draws the display itself.
+
+    Example:
+        >>> from framelab.platform.progress import Progress, relay_to
+        >>> states = {}
+        >>> with relay_to(states), Progress("job", total=3) as bar:
+        ...     bar.update(3)
+        >>> list(states.values())
+        [('job', 3, 3, True)]
+    """
+    global _relay
+    saved, _relay = _relay, states
+    try:
+        yield
+    finally:
+        _relay = saved
 
 
 def _mode(stream: IO[str]) -> str:

@@ -210,7 +210,9 @@ def plan_model_pool(device: str, cpus: float, gpus: float) -> PoolSize:
         return plan_pool(cpus, gpus, use_gpu=True)
     if cpus < _SMALL_CLUSTER_CPUS:
         reserve = 1.0
-        per_actor = max(0.5, (cpus - reserve) / max(1.0, cpus))
+        # At most 1 - a feeder's share: a node of 1 CPU running one actor keeps room for a feeding task
+        # (the reserve is summed over the cluster, and a pool spread over small nodes splits it in slivers).
+        per_actor = min(max(0.5, (cpus - reserve) / max(1.0, cpus)), 1.0 - FEEDER_CPUS["cpu"])
         pool = plan_pool(cpus, gpus, use_gpu=False, cpus_per_actor=per_actor, reserve_cpus=reserve)
     else:
         pool = plan_pool(cpus, gpus, use_gpu=False, cpus_per_actor=2.0, reserve_cpus=cpus / 8)

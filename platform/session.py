@@ -17,17 +17,20 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
+from framelab.platform.console import filter_stderr
 from framelab.platform.errors import SessionMismatchError
 
 ADDRESS_ENV = "FRAMELAB_RAY_ADDRESS"
+# Ray's own: the cluster a driver joins (set by the job supervisor for every job's driver).
+RAY_ADDRESS_ENV = "RAY_ADDRESS"
+# Set by Ray's job supervisor for a job's driver (its runtime_env and metadata).
+JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 LOOPBACK = "127.0.0.1"
 
 _lock = threading.Lock()
-T = TypeVar("T")
-# The actor that runs Ray Data pipelines inside the cluster for a Ray Client session.
-_cluster_driver = None
+# Called when the session ends (state kept per session elsewhere in the platform layer).
+_shutdown_hooks: list[Callable[[], None]] = []
 _log = logging.getLogger("framelab.session")
 # Messages Ray prints that a framelab user can do nothing about: kept out of the
 # console (logged at DEBUG on "framelab.session") in sessions framelab starts.
@@ -57,7 +60,13 @@ class _DemoteToDebug(logging.Filter):
         return True
 
 
-def _quiet_ray_messages() -> None:
+def quiet_ray_messages() -> None:
+    """Keep Ray's messages that need no action out of this process's console (logged at DEBUG instead).
+
+    Example:
+        >>> from framelab.platform.session import quiet_ray_messages
+        >>> quiet_ray_messages()
+    """
     for name, prefixes in _NO_ACTION.items():
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DemoteToDebug) for f in logger.filters):
@@ -114,8 +123,10 @@ def connect(
     ``address`` may be ``"auto"`` (a driver on a node of a running cluster),
     ``"ray://host:10001"`` (Ray Client, from a laptop or notebook), a GCS
     address ``host:6379``, or ``None``: then the ``FRAMELAB_RAY_ADDRESS``
-    environment variable is used if set, and an embedded local Ray sized for
-    this machine (listening on loopback only) otherwise. The sizes apply to the
+    environment variable is used if set, then Ray's ``RAY_ADDRESS`` (so a
+    submitted job joins the cluster it runs on), and an embedded local Ray
+    sized for this machine (listening on loopback only) where no cluster is
+    known. The sizes apply to the
     embedded Ray only; a cluster has its own.
 
     Once connected, calling it again with no arguments returns the running
@@ -140,14 +151,13 @@ def connect(
     """
     import ray
 
-    global _started, _cluster_driver
+    global _started
     sizes = (("num_cpus", num_cpus), ("num_gpus", num_gpus), ("object_store_memory", object_store_memory))
     with _lock:
         if ray.is_initialized():
             _check_same_session(address, sizes)
             return session_info()
         _started = None
-        _cluster_driver = None
         address = resolve_address(address)
         given = [name for name, value in sizes if value is not None]
         if address is not None and given:
@@ -161,10 +171,10 @@ def connect(
                 # Ray Client passes unknown arguments on to the server's ray.init (and says so).
                 kwargs["logging_level"] = logging.WARNING
                 kwargs["log_to_driver"] = True
-            _quiet_ray_messages()
-            from framelab.platform.console import filter_stderr
-
-            filter_stderr()
+            quiet_ray_messages()
+            if not in_ray_job():
+                # A job's log keeps every byte the driver writes, a crash's included; the filter is for consoles.
+                filter_stderr()
         if address is None:
             # "local" always starts our own Ray; without it ray.init joins whatever Ray
             # another process on this machine started last.
@@ -185,19 +195,43 @@ def connect(
                     f"{ADDRESS_ENV} to run on an embedded local Ray."
                 ) from None
         _started = _Started(address, sizes)
-        _configure_ray_data(quiet)
+        configure_ray_data(quiet)
         return session_info()
 
 
 def resolve_address(address: str | None = None) -> str | None:
-    """The Ray address to join: the argument, else ``FRAMELAB_RAY_ADDRESS``, else None (embedded Ray).
+    """The Ray address to join: the argument, else ``FRAMELAB_RAY_ADDRESS``, else the cluster Ray says is there.
+
+    Ray says a cluster is there with ``RAY_ADDRESS``: a Ray job's driver
+    always has it (the job supervisor sets the cluster's address), and so
+    does a shell a user pointed at a cluster. A dashboard URL there
+    (``http://head:8265``, the Jobs API's address) is not a Ray address and
+    is passed over. None means an embedded local Ray.
 
     Example:
         >>> from framelab.platform.session import resolve_address
         >>> resolve_address("ray://head:10001")
         'ray://head:10001'
     """
-    return address or os.environ.get(ADDRESS_ENV) or None
+    if address:
+        return address
+    if os.environ.get(ADDRESS_ENV):
+        return os.environ[ADDRESS_ENV]
+    ray_address = os.environ.get(RAY_ADDRESS_ENV, "").strip()
+    if ray_address and not ray_address.startswith(("http://", "https://")):
+        return ray_address
+    return None
+
+
+def in_ray_job() -> bool:
+    """Whether this process is the driver of a job submitted to a Ray cluster (``framelab submit``).
+
+    Example:
+        >>> from framelab.platform.session import in_ray_job
+        >>> in_ray_job()
+        False
+    """
+    return bool(os.environ.get(JOB_CONFIG_ENV))
 
 
 def ensure_connected() -> None:
@@ -229,7 +263,7 @@ def session_info() -> SessionInfo:
     ensure_connected()
     resources = ray.cluster_resources()
     nodes = [n for n in ray.nodes() if n.get("Alive")]
-    client = _is_client_session()
+    client = is_client_session()
     if _started is not None:
         local = _started.address is None
         address = _started.address or _gcs_address()
@@ -257,56 +291,24 @@ def shutdown() -> None:
     """
     import ray
 
-    global _started, _cluster_driver
+    global _started
     with _lock:
         if ray.is_initialized():
             ray.shutdown()
         _started = None
-        _cluster_driver = None
+        for hook in _shutdown_hooks:
+            hook()
 
 
-def run_on_cluster(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call ``fn(*args, **kwargs)`` where a Ray Data pipeline can run: here, or inside the cluster.
-
-    Ray Data's executor cannot run in a Ray Client driver in Ray 2.60 (it
-    needs the process's own core worker), so in a Ray Client session ``fn``
-    runs in a zero-CPU actor on the head node, a driver inside the cluster
-    that lives as long as the session and owns what ``fn`` creates (a
-    materialised dataset's blocks stay valid). Elsewhere it is a plain call.
-    Return something small (a count, a path, refs): it travels to this process.
+def on_shutdown(hook: Callable[[], None]) -> None:
+    """Call ``hook()`` whenever :func:`shutdown` ends the session (for state kept per session).
 
     Example:
-        >>> from framelab.platform.session import run_on_cluster
-        >>> run_on_cluster(sum, [1, 2, 3])
-        6
+        >>> from framelab.platform.session import on_shutdown
+        >>> on_shutdown(lambda: None)
     """
-    if not _is_client_session():
-        return fn(*args, **kwargs)
-    import ray
-
-    global _cluster_driver
-    with _lock:
-        if _cluster_driver is None:
-            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-            head = next((n["NodeID"] for n in ray.nodes()
-                         if n.get("Alive") and "node:__internal_head__" in n.get("Resources", {})), None)
-            options: dict = {"num_cpus": 0}
-            if head is not None:
-                options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(head, soft=True)
-            _cluster_driver = ray.remote(_ClusterDriver).options(**options).remote()
-    return ray.get(_cluster_driver.call.remote(fn, args, kwargs))
-
-
-class _ClusterDriver:
-    """An actor that runs driver code inside the cluster for a Ray Client session."""
-
-    def __init__(self) -> None:
-        # Ray Data reads its settings from the driver's context; give it the session's.
-        _configure_ray_data(quiet=True)
-
-    def call(self, fn: Callable, args: tuple, kwargs: dict) -> Any:
-        return fn(*args, **kwargs)
+    if hook not in _shutdown_hooks:
+        _shutdown_hooks.append(hook)
 
 
 def _check_same_session(address: str | None, sizes: tuple[tuple[str, int | None], ...]) -> None:
@@ -357,7 +359,14 @@ def _is_client_address(address: str | None) -> bool:
     return bool(address) and address.startswith("ray://")
 
 
-def _is_client_session() -> bool:
+def is_client_session() -> bool:
+    """Whether this process is a Ray Client driver (``connect("ray://...")``).
+
+    Example:
+        >>> from framelab.platform.session import is_client_session
+        >>> is_client_session()
+        False
+    """
     try:
         from ray.util.client import ray as client_ray
 
@@ -401,7 +410,13 @@ def _loopback_node_address() -> Iterator[None]:
             os.environ[name] = saved_env
 
 
-def _configure_ray_data(quiet: bool) -> None:
+def configure_ray_data(quiet: bool) -> None:
+    """Ray Data's settings for a framelab session (progress, order, actor placement), in this process.
+
+    Example:
+        >>> from framelab.platform.session import configure_ray_data
+        >>> configure_ray_data(quiet=True)
+    """
     import ray.data
 
     ctx = ray.data.DataContext.get_current()

@@ -19,15 +19,20 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+
+from framelab.platform.client import on_cluster
 
 if TYPE_CHECKING:
     from framelab.toolkits.model_io import SavedModel
 
 # A summary section: a title, then (name, value) rows.
 Section = tuple[str, list[tuple[str, Any]]]
+# Public methods that only format what the model already holds: no need to go to the cluster.
+_RUN_HERE = frozenset({"summary"})
 
 
 class Model:
@@ -39,6 +44,14 @@ class Model:
     """
 
     kind: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # In a Ray Client session a model's calls (predict, query, evaluate, save...) run inside the
+        # cluster, where its actors and shards live; elsewhere the mark changes nothing (platform/client.py).
+        for name, attr in list(vars(cls).items()):
+            if not name.startswith("_") and name not in _RUN_HERE and inspect.isfunction(attr):
+                setattr(cls, name, on_cluster(attr))
 
     # ------------------------------------------------------------ state
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -67,6 +80,7 @@ class Model:
         against that metadata. A model without checks of its own keeps this default.
         """
 
+    @on_cluster
     def save(self, url: str, storage_options: dict | None = None) -> None:
         """Save to a folder (a path or fsspec URL); :func:`framelab.toolkits.load_model` brings it back.
 

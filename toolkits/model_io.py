@@ -51,6 +51,7 @@ import numpy as np
 
 from framelab.frames.errors import FramelabError, InputError
 from framelab.frames.storage import sync_folder, write_atomically
+from framelab.platform.client import on_cluster
 
 FORMAT = "framelab.model"
 FORMAT_VERSION = 2
@@ -404,6 +405,7 @@ def read_model(
     return saved.kind, saved.metadata, saved.arrays
 
 
+@on_cluster
 def load_model(url: str, storage_options: dict | None = None, *, allow_external: bool = False) -> Any:
     """Load any framelab model saved with ``model.save(url)``, after checking every part of it.
 

@@ -24,6 +24,7 @@ from framelab.frames.images.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, 
 from framelab.frames.images.image_type import image_array, image_type
 from framelab.frames.sampling import row_key_field
 from framelab.platform import failures
+from framelab.platform.resources import FEEDER_CPUS
 
 if TYPE_CHECKING:
     import fsspec
@@ -231,9 +232,20 @@ def read_images_dataset(paths: str | Sequence[str], options: ReadOptions | None 
             _ListFiles(fs, options), batch_format="pyarrow", batch_size=1, num_cpus=_LIST_CPUS
         )
     reader = _ReadFiles(fs, options, storage.protocol(fs), key_folders(fs, roots, options.extensions))
-    return listed.repartition(target_num_rows_per_block=FILES_PER_BLOCK).map_batches(
-        reader, batch_format="pyarrow", batch_size=None
-    )
+    split = listed.repartition(target_num_rows_per_block=FILES_PER_BLOCK)
+    # Reading runs beside model pools that leave a sliver of CPU on each node (a node of 1 CPU keeps
+    # a quarter): a step asking for a whole CPU waited there forever. So the read's steps ask for a
+    # feeder's share (a reader mostly waits on files and checks headers; images decode later).
+    _ask_for(split, FEEDER_CPUS["cpu"])
+    return split.map_batches(reader, batch_format="pyarrow", batch_size=None, num_cpus=FEEDER_CPUS["cpu"])
+
+
+def _ask_for(dataset: Any, num_cpus: float) -> None:
+    """Set the CPUs of a dataset's last step where Ray Data takes no argument for it (repartition)."""
+    op = getattr(getattr(dataset, "_logical_plan", None), "dag", None)
+    args = getattr(op, "ray_remote_args", None)
+    if isinstance(args, dict):
+        args["num_cpus"] = num_cpus
 
 
 def _check_paths(paths: Any) -> list[str]:

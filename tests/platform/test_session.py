@@ -59,10 +59,15 @@ def test_frame_operations_connect_lazily_and_quietly(tmp_path):
 
 
 def test_address_comes_from_the_argument_then_the_environment(monkeypatch):
-    from framelab.platform.session import ADDRESS_ENV, resolve_address
+    from framelab.platform.session import ADDRESS_ENV, RAY_ADDRESS_ENV, resolve_address
 
     monkeypatch.delenv(ADDRESS_ENV, raising=False)
+    monkeypatch.delenv(RAY_ADDRESS_ENV, raising=False)
     assert resolve_address(None) is None
+    monkeypatch.setenv(RAY_ADDRESS_ENV, "http://head:8265")      # the Jobs API's address, not Ray's
+    assert resolve_address(None) is None
+    monkeypatch.setenv(RAY_ADDRESS_ENV, "10.0.0.5:6379")         # what a job's driver is given
+    assert resolve_address(None) == "10.0.0.5:6379"
     monkeypatch.setenv(ADDRESS_ENV, "ray://head:10001")
     assert resolve_address(None) == "ray://head:10001"
     assert resolve_address("auto") == "auto"

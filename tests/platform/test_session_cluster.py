@@ -16,7 +16,8 @@ pytestmark = pytest.mark.multinode
 def _driver(cluster, body: str, timeout: float = 300) -> dict:
     code = (
         "import json, warnings\n"
-        "from framelab.platform.session import connect, session_info, run_on_cluster, shutdown\n"
+        "from framelab.platform.session import connect, session_info, shutdown\n"
+        "from framelab.platform.client import run_on_cluster\n"
         "from framelab.platform.errors import SessionMismatchError\n"
         f"ADDRESS = {cluster.client_address!r}\n"
         "out = {}\n"

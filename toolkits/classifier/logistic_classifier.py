@@ -24,6 +24,7 @@ from framelab.frames.errors import ColumnNotFoundError, InputError
 from framelab.frames.validation import check_positive_int, check_seed
 from framelab.frames.vectors import vectors_from_numpy, vectors_to_numpy
 from framelab.platform import failures
+from framelab.platform.client import on_cluster
 from framelab.toolkits.evaluation import check_metric, classification_metrics
 from framelab.toolkits.features import (
     FeatureEncoder,
@@ -448,6 +449,7 @@ def _vectors_or_null(proba: np.ndarray, valid: np.ndarray | None) -> pa.Array:
     return vectors_from_numpy(_fill(proba, valid), mask=None if valid is None else ~valid)
 
 
+@on_cluster
 def create(
     frame,
     target: str,

@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from framelab.frames.errors import InputError
+from framelab.platform.client import on_cluster
 
 #: Column of the checkpoint's parts: a hash of the image's encoded bytes (hex BLAKE2b, 128 bits).
 KEY_COLUMN = "_framelab_content_hash"
@@ -37,6 +38,7 @@ _TMP_PREFIX = ".tmp-"
 log = logging.getLogger(__name__)
 
 
+@on_cluster
 def extract_resumable(
     frame: Any,
     checkpoint: str,

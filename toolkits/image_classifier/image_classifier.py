@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from framelab.frames.errors import InputError
 from framelab.platform import failures
+from framelab.platform.client import on_cluster
 from framelab.toolkits.classifier import LogisticClassifier
 from framelab.toolkits.classifier import create as create_classifier
 from framelab.toolkits.classifier.logistic_classifier import NullRows
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 _NO_FEATURES = "its image is missing or could not be decoded"
 
 
+@on_cluster
 def create(
     frame: Any,
     target: str,

@@ -31,6 +31,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from framelab.frames.errors import InputError
+from framelab.platform.client import on_cluster
 from framelab.toolkits.features import check_frame
 from framelab.toolkits.image_features import image_column_or_none, with_features
 from framelab.toolkits.model import Model, Section
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 NEAR_DUPLICATE_THRESHOLD = 0.06
 
 
+@on_cluster
 def create(
     frame: Any,
     image_column: str | None = None,

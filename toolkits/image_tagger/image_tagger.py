@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from framelab.frames.errors import InputError
+from framelab.platform.client import on_cluster
 from framelab.toolkits.deep_features import DeepFeatureExtractor
 from framelab.toolkits.features import check_frame, check_tags_column, tag_matrix
 from framelab.toolkits.image_features import (
@@ -48,6 +49,7 @@ _FEATURE_COLUMNS = {PRETRAINED: "imagenet_logits", TRAINED: "deep_features"}
 _NO_HELD_OUT = -1.0
 
 
+@on_cluster
 def create(
     frame: Any = None,
     tags_column: str | None = None,

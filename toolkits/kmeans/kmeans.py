@@ -27,6 +27,7 @@ import pyarrow as pa
 from framelab.frames.errors import InputError
 from framelab.frames.expressions import ColumnExpr
 from framelab.frames.vectors import vectors_from_numpy
+from framelab.platform.client import on_cluster
 from framelab.toolkits.features import NUMERIC, FeatureEncoder, check_frame
 from framelab.toolkits.kmeans import initialization as init
 from framelab.toolkits.kmeans import lloyd
@@ -50,6 +51,7 @@ _OUTPUT = "__kmeans_prediction__"
 LOCAL_RESULT_BYTES = 64 << 20
 
 
+@on_cluster
 def create(
     frame: Any,
     num_clusters: int,

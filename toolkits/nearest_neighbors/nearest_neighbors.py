@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from framelab.frames.errors import ColumnNotFoundError, InputError
 from framelab.frames.vectors import vectors_from_numpy
+from framelab.platform.client import on_cluster
 from framelab.toolkits.features import FeatureEncoder, check_frame
 from framelab.toolkits.model import Model, Section
 from framelab.toolkits.model_io import METADATA_FILE, table_from_array, table_to_array
@@ -51,6 +52,7 @@ LOCAL_RESULT_BYTES = 64 << 20
 _VECTOR_COLUMN = "__vectors__"
 
 
+@on_cluster
 def create(
     frame: Any,
     features: Sequence[str] | None = None,
