@@ -28,9 +28,10 @@ import pyarrow as pa
 from framelab.frames import aggregates, joins
 from framelab.frames.blocks import concat, fetch_blocks, split_table
 from framelab.frames.blockwise import distinct_rows, number_rows
-from framelab.platform import failures
+from framelab.platform import failures, stalls
 from framelab.platform.progress import Progress
 from framelab.platform.remote_errors import get, surfaced_errors
+from framelab.platform.resources import largest_free_cpus
 from framelab.platform.session import ensure_connected
 
 Result = Any  # a pyarrow.Table (driver) or a ray.data.Dataset (cluster)
@@ -91,8 +92,9 @@ def run_to_end(dataset: Any, label: str = "framelab", total: int | None = None) 
         (2, 10)
     """
     refs: list = []
-    with surfaced_errors(), failures.job(), Progress(label, total) as bar:
+    with surfaced_errors(), failures.job(), Progress(label, total) as bar, stalls.watched(label) as beat:
         for bundle in dataset.iter_internal_ref_bundles():
+            beat()
             slices = getattr(bundle, "slices", None) or [None] * len(bundle.block_refs)
             arrow = bundle.schema is None or isinstance(bundle.schema, pa.Schema)
             for ref, meta, piece in zip(bundle.block_refs, bundle.metadata, slices):
@@ -486,6 +488,13 @@ def actor_map_dataset(
     """
     from framelab.platform import warm_pools
 
+    if _has_exchange(dataset):
+        # A sort, group-by or shuffle below the pool asks Ray for whole CPUs per task, and a pool of
+        # fractional actors spread over small nodes leaves none whole on any node: run it first, with
+        # idle warm actors let go if they fragment the room, then start the pool over its result.
+        if largest_free_cpus() < 1.0:
+            warm_pools.release()
+        dataset = ray_data_from_refs(run_to_end(dataset, stage.label)[0])
     if feeders:
         tasks = dict(feeding)
         if "concurrency" in tasks:
@@ -502,6 +511,22 @@ def actor_map_dataset(
         # A block lost with its node is rebuilt through the actor that made it: keep the pool while it is read.
         pool.keep_for(out)
     return out
+
+
+def _has_exchange(dataset: Any) -> bool:
+    """Whether a dataset's plan holds a step that moves rows between blocks (sort, aggregate, shuffle, join)."""
+    try:
+        from ray.data._internal.logical.operators.all_to_all_operator import AbstractAllToAll
+    except ImportError:  # Ray's internals moved: assume none, as before
+        return False
+    op = getattr(getattr(dataset, "_logical_plan", None), "dag", None)
+    todo = [op] if op is not None else []
+    while todo:
+        op = todo.pop()
+        if isinstance(op, AbstractAllToAll) or type(op).__name__ == "Join":
+            return True
+        todo.extend(getattr(op, "input_dependencies", []) or [])
+    return False
 
 
 def _calls(dataset: Any, rows_per_call: int, bar: Progress) -> Iterator[list]:

@@ -46,7 +46,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from framelab.platform import progress, session
+from framelab.platform import progress, session, warm_pools
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -216,13 +216,15 @@ class _ClusterDriver:
         try:
             with warnings.catch_warnings(record=True) as caught, progress.relay_to(bars), \
                     contextlib.redirect_stdout(printed):
-                warnings.simplefilter("default")
                 try:
                     value = fn(*args, **kwargs)
                     _check_size(value, limit)
                     kind = "value"
                 except BaseException as exc:  # noqa: B036  (a KeyboardInterrupt from cancel() included)
                     kind, value = "error", _portable(exc)
+                    if isinstance(exc, KeyboardInterrupt):
+                        # An interrupted call gives its CPUs back at once, as its driver would on exit.
+                        warm_pools.release()
             relayed = [(str(w.message), w.category, w.filename, w.lineno) for w in caught]
             return relayed, printed.getvalue(), kind, value
         finally:

@@ -21,3 +21,7 @@ class NodeLostError(PlatformError, RuntimeError):
 
 class JobSubmissionError(PlatformError, RuntimeError):
     """A job could not be submitted, found or followed on the cluster."""
+
+
+class StalledError(PlatformError, RuntimeError):
+    """A job made no progress for the stall limit while its tasks waited for resources nobody gives back."""

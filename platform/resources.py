@@ -346,3 +346,59 @@ def resident_pool(*, use_gpu: bool = False) -> PoolSize:
         return PoolSize(min_size=1, max_size=gpus, num_cpus=RESIDENT_ACTOR_CPUS, num_gpus=1.0)
     size = max(1, math.floor(cluster_cpus()))
     return PoolSize(min_size=1, max_size=size, num_cpus=RESIDENT_ACTOR_CPUS, num_gpus=0.0)
+
+
+def largest_free_cpus() -> float:
+    """The most CPUs free on any one node right now (a task asking for a whole CPU needs one such node).
+
+    Example:
+        >>> from framelab.platform.resources import largest_free_cpus
+        >>> largest_free_cpus() >= 0
+        True
+    """
+    from ray._private import state
+
+    try:
+        free = state.available_resources_per_node()
+    except Exception:  # noqa: BLE001 - an internal API: assume room, as before
+        return float("inf")
+    return max((float(r.get("CPU", 0)) for r in free.values()), default=0.0)
+
+
+def pending_demands() -> str:
+    """What Ray reports as waiting for resources (tasks, actors, placement groups); "" when nothing waits.
+
+    Example:
+        >>> from framelab.platform.resources import pending_demands
+        >>> isinstance(pending_demands(), str)
+        True
+    """
+    try:
+        from ray._private.worker import global_worker
+        from ray.autoscaler.v2.sdk import get_cluster_resource_state
+
+        state = get_cluster_resource_state(global_worker.gcs_client)
+    except Exception:  # noqa: BLE001 - an internal API: without it nothing is reported as waiting
+        return ""
+    asks = []
+    for request in state.pending_resource_requests:
+        shape = dict(request.request.resources_bundle)
+        asks.append(f"{request.count} request(s) of {shape}")
+    if state.pending_gang_resource_requests:
+        asks.append(f"{len(state.pending_gang_resource_requests)} placement group(s)")
+    if not asks:
+        # Enough CPUs in all but on no one node: Ray's autoscaler counts no demand, the tasks still wait.
+        asks = _tasks_waiting_for_a_node()
+    return ", ".join(asks)
+
+
+def _tasks_waiting_for_a_node() -> list[str]:
+    try:
+        from ray.util.state import list_tasks
+
+        waiting = list_tasks(filters=[("state", "=", "PENDING_NODE_ASSIGNMENT")], timeout=10,
+                             raise_on_missing_output=False)
+    except Exception:  # noqa: BLE001 - no dashboard (an embedded Ray): nothing more to say
+        return []
+    names = sorted({t.name for t in waiting})
+    return [f"{len(waiting)} task(s) waiting for a node ({', '.join(names[:3])})"] if waiting else []

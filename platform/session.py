@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -42,6 +43,8 @@ _NO_ACTION = {
     # Said when a job starts while the actors of the one before are still being stopped; framelab sizes
     # its pools to leave CPUs to the tasks that feed them, and a pool that cannot start fails after 10 min.
     "ray.data.dataset": ("Warning: The Ray cluster currently does not have any available CPUs",),
+    # Ray Client says which of ray.init's arguments it forwards to the server: framelab's own choice.
+    "ray.client_builder": ("Passing the following kwargs to ray.init() on the server",),
 }
 
 
@@ -187,7 +190,14 @@ def connect(
             use_token_if_available()
             kwargs["address"] = address
             try:
-                ray.init(**{k: v for k, v in kwargs.items() if v is not None})
+                try:
+                    ray.init(**{k: v for k, v in kwargs.items() if v is not None})
+                except ConnectionError as exc:
+                    # Ray Client's proxy sometimes loses the per-client server it has just started
+                    # ("Initialization failure from server"); a second try gets a new one.
+                    if not _is_client_address(address) or "Initialization failure" not in str(exc):
+                        raise
+                    ray.init(**{k: v for k, v in kwargs.items() if v is not None})
             except (ConnectionError, ray.exceptions.AuthenticationError) as exc:
                 raise ConnectionError(
                     f"could not reach a Ray cluster at {address!r}: {exc}. Check the address (and that the "
@@ -313,7 +323,6 @@ def on_shutdown(hook: Callable[[], None]) -> None:
 
 def _check_same_session(address: str | None, sizes: tuple[tuple[str, int | None], ...]) -> None:
     """Raise when a connect() call asks for something the running session is not."""
-    import warnings
 
     asked = [f"{name}={value!r}" for name, value in sizes if value is not None]
     if address is None and not asked:
@@ -435,6 +444,10 @@ def configure_ray_data(quiet: bool) -> None:
     # (and spreads) them on empty nodes; a pool the cluster cannot fit fails with
     # Ray's message after ten minutes instead of waiting forever.
     ctx.wait_for_min_actors_s = 600
+    # Said when a capped stage gets fewer blocks than its cap (a small frame): nothing to do about it.
+    warnings.filterwarnings("ignore", message="The maximum number of concurrent tasks for", category=UserWarning)
+    # Ray Client's advice to batch small tasks: framelab sends one call per operation, by design.
+    warnings.filterwarnings("ignore", message="More than 10MB of messages have been created", category=UserWarning)
     if quiet:
         for name in ("ray.data", "ray.train", "ray.tune"):
             logging.getLogger(name).setLevel(logging.WARNING)

@@ -42,7 +42,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any
 
 from framelab.platform.remote_errors import get as _get
-from framelab.platform.resources import PoolSize, on_reclaim
+from framelab.platform.resources import PoolSize, on_reclaim, pending_demands
 
 # A warm pool nobody used for this long gives its CPUs (or GPUs) back.
 IDLE_SECONDS = float(os.environ.get("FRAMELAB_WARM_IDLE_S", "60"))
@@ -466,7 +466,7 @@ def _watch() -> None:
             now = time.monotonic()
             idle = [p for p in _pools.values() if p.users == 0 and p.holders == 0]
             expired = [p for p in idle if now - p.last_used >= IDLE_SECONDS]
-            if len(expired) < len(idle) and _work_is_waiting():
+            if len(expired) < len(idle) and bool(pending_demands()):
                 expired = idle
             for pool in expired:
                 _pools.pop(pool.key, None)
@@ -474,18 +474,6 @@ def _watch() -> None:
             if not _pools:
                 _watcher = None
                 return
-
-
-def _work_is_waiting() -> bool:
-    """True when Ray reports tasks or actors waiting for resources (pending demand)."""
-    try:
-        from ray._private.worker import global_worker
-        from ray.autoscaler.v2.sdk import get_cluster_resource_state
-
-        state = get_cluster_resource_state(global_worker.gcs_client)
-    except Exception:  # noqa: BLE001 - an internal API: without it, only the idle timeout applies
-        return False
-    return len(state.pending_resource_requests) > 0 or len(state.pending_gang_resource_requests) > 0
 
 
 on_reclaim(_reclaim)

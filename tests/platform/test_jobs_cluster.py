@@ -97,3 +97,61 @@ def test_an_interrupted_driver_is_reported_as_failed_with_the_reason(loopback_cl
         time.sleep(1)
     assert status.returncode == 1, status.stdout + status.stderr
     assert "FAILED" in status.stdout and "exit code" in status.stdout
+
+
+JOIN_AND_EXTRACT = """
+import sys
+from framelab.frames import Frame
+from framelab.platform.session import session_info
+from framelab.toolkits import deep_features
+photos = Frame.read_images(sys.argv[1])           # no connect(): the job's cluster is joined on first use
+print("SESSION", session_info())
+print("FEATURES", deep_features.extract(photos).materialize().num_rows())
+"""
+
+
+def test_submitted_jobs_that_never_connect_run_on_the_jobs_cluster_and_succeed(loopback_cluster, small_photos, tmp_path):
+    """Three extraction jobs in a row (the closing note gives a run of 30): each joins the cluster, none crashes."""
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    (job_dir / "job.py").write_text(JOIN_AND_EXTRACT)
+    for _ in range(3):
+        done = _framelab(loopback_cluster, "submit", "--address", loopback_cluster.dashboard_url,
+                         "--working-dir", str(job_dir), "--env", "FRAMELAB_JOB_TEST=1", "--",
+                         "python", "job.py", str(small_photos))
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+        assert f"Ray cluster at {loopback_cluster.head_ip}" in done.stdout, done.stdout[-2000:]
+        assert "embedded local Ray" not in done.stdout and "FEATURES 30" in done.stdout
+
+
+def test_a_killed_driver_is_reported_failed_with_its_exit_code_and_a_gone_session_never_as_succeeded(
+    loopback_cluster, tmp_path
+):
+    import os
+    import signal
+
+    url = loopback_cluster.dashboard_url
+    pid_file = tmp_path / "driver.pid"
+    script = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(300)"
+    done = _framelab(loopback_cluster, "submit", "--address", url, "--no-wait", "--", "python", "-c", script)
+    job_id = done.stdout.strip()
+    deadline = time.monotonic() + 120
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline, "the job's driver never started"
+        time.sleep(0.5)
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    # A session that joined the cluster and was killed: Ray records only that it ended.
+    session = loopback_cluster.run_driver(
+        "import os, signal\nfrom framelab.platform.session import connect\n"
+        f"connect({loopback_cluster.gcs_address!r})\nos.kill(os.getpid(), signal.SIGKILL)\n", timeout=300)
+    assert session.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 60
+    while (status := _framelab(loopback_cluster, "jobs", "status", job_id, "--address", url)).returncode == 4:
+        assert time.monotonic() < deadline, status.stdout
+        time.sleep(1)
+    assert status.returncode == 1 and "FAILED" in status.stdout and "exit code 137" in status.stdout
+    listing = _framelab(loopback_cluster, "jobs", "list", "--sessions", "--address", url)
+    row = next(line for line in listing.stdout.splitlines() if line.startswith(job_id))
+    assert row.split()[1:3] == ["FAILED", "137"], listing.stdout
+    assert "SUCCEEDED" not in "".join(line for line in listing.stdout.splitlines() if "ENDED" in line)
+    assert any(line.split()[1] == "ENDED" for line in listing.stdout.splitlines()[1:]), listing.stdout

@@ -352,6 +352,16 @@ class DeepFeatureExtractor:
             self._network = (session, [ray.put((r.model, r.state_dict))])
         return self._network[1]
 
+    def __getstate__(self) -> dict:
+        # An extractor travels with every call of a Ray Client session: the network's weights (megabytes)
+        # are read again where it lands, from the same source and checked against the same sha256,
+        # unless they only exist as bytes here.
+        state = self.__dict__.copy()
+        if self._weights_data is None:
+            state["_resolved"] = None
+        state["_network"] = None
+        return state
+
     def _resolve(self) -> _Resolved:
         if self._resolved is None:
             self._resolved = _resolve(self)
