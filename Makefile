@@ -2,6 +2,7 @@
 # so nothing installed on the machine before, and nothing installed after, changes what runs:
 #   make demo   - installs framelab and runs the Caltech-101 transfer-learning demo on an embedded local Ray
 #   make test   - installs framelab with its test tools, then runs ruff and the whole test suite
+#   make check  - the fast tier: ruff and the tests that start no multi-node cluster and build nothing
 # Installing takes the exact versions in requirements.lock with --no-deps, so pip's resolver has nothing to
 # search; `make lock` refreshes that file from pyproject.toml.
 VENV ?= .venv
@@ -11,7 +12,7 @@ STAMP := $(dir $(PYTHON)).framelab-setup
 LOCK := requirements.lock
 LOCK_VENV := .lock-venv
 
-.PHONY: setup demo test lint lock
+.PHONY: setup test-deps demo test check lint lock
 
 $(PYTHON):
 	python3 -m venv $(VENV)
@@ -20,12 +21,17 @@ $(STAMP): $(PYTHON) $(LOCK) pyproject.toml setup.py
 	$(PYTHON) -m pip install -q --no-deps -r $(LOCK)
 	$(PYTHON) -m pip install -q --no-deps --no-build-isolation -e .
 	$(PYTHON) -m pip check
-	@# headless Chromium renders the HTML explorer in the tests (Debian's package; needs root)
-	@if ! command -v chromium >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
 	@touch $(STAMP)
 
 setup: $(STAMP)
+
+# What only the tests need, from Debian's packages (needs root): headless Chromium renders the HTML
+# explorer, and WordNet 3.0 is what the image tagger's hierarchy is rebuilt from.
+test-deps:
+	@need=""; command -v chromium >/dev/null 2>&1 || need="$$need chromium"; \
+	[ -e /usr/share/wordnet/data.noun ] || need="$$need wordnet-base"; \
+	if [ -n "$$need" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; fi
 
 demo: setup
 	$(PYTHON) -m framelab.toolkits.cli demo
@@ -33,8 +39,12 @@ demo: setup
 lint: setup
 	$(PYTHON) -m ruff check .
 
-test: lint
+test: lint test-deps
 	$(PYTHON) -m pytest -q
+
+# The inner loop: every test that starts no multi-node cluster and builds nothing (markers in pyproject.toml).
+check: lint
+	$(PYTHON) -m pytest -q -m "not multinode and not slow"
 
 # Resolve pyproject.toml's dependencies (dev included) in a throw-away venv and pin every installed
 # distribution, transitive ones too. Run it after changing a dependency, and commit requirements.lock.

@@ -45,6 +45,8 @@ _NO_ACTION = {
     "ray.data.dataset": ("Warning: The Ray cluster currently does not have any available CPUs",),
     # Ray Client says which of ray.init's arguments it forwards to the server: framelab's own choice.
     "ray.client_builder": ("Passing the following kwargs to ray.init() on the server",),
+    # Said by a Ray Client session, whose connection is set up off the main thread: nothing to act on.
+    "ray._private.worker": ("SIGTERM handler is not set because current thread is not the main thread",),
 }
 
 

@@ -22,10 +22,6 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "1")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "multinode: builds its own multi-node Ray cluster (runs last)")
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Multi-node tests last: each replaces the session's Ray, so the others share one.
     items.sort(key=lambda item: item.get_closest_marker("multinode") is not None)
