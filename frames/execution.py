@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from framelab.frames import aggregates, joins
-from framelab.frames.blocks import concat, fetch_blocks, split_table
+from framelab.frames.blocks import concat, fetch_blocks, split_table, window
 from framelab.frames.blockwise import distinct_rows, number_rows
 from framelab.platform import failures
 from framelab.platform.progress import Progress
@@ -353,7 +353,7 @@ def head(result: Result, n: int, schema: pa.Schema) -> pa.Table:
         {'id': [0, 1]}
     """
     if is_table(result):
-        return result.slice(0, n)
+        return window(result, 0, n)
     with surfaced_errors():
         refs = result.limit(n).to_arrow_refs()
     return fetch_blocks(refs, schema) if refs else schema.empty_table()
@@ -370,7 +370,7 @@ def iter_batches(result: Result, batch_size: int) -> Iterator[pa.Table]:
     """
     if is_table(result):
         for i in range(0, result.num_rows, batch_size):
-            yield result.slice(i, batch_size)
+            yield window(result, i, batch_size)
         return
     with surfaced_errors():
         yield from result.iter_batches(batch_size=batch_size, batch_format="pyarrow")

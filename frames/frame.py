@@ -231,7 +231,7 @@ class Frame(Readers):
             >>> Frame({"a": [1], "b": [2], "c": [3]}).select("c", "a").to_pydict()
             {'c': [3], 'a': [1]}
         """
-        names = validation.column_list(columns)
+        names = validation.check_distinct_columns(validation.column_list(columns), "select")
         check_columns(names, self.columns)
         return self._make(logical.Project(self._node, names))
 

@@ -133,6 +133,25 @@ def column_list(columns: Sequence[Any]) -> list[str]:
     return names
 
 
+def check_distinct_columns(names: list[str], method: str) -> list[str]:
+    """Refuse a column named twice: a table of two columns ``a`` loses one in every dict it becomes.
+
+    Example:
+        >>> from framelab.frames.validation import check_distinct_columns
+        >>> check_distinct_columns(["a", "b", "a"], "select")
+        Traceback (most recent call last):
+        ...
+        framelab.frames.errors.InputError: select names 'a' more than once; name each column once (to copy one, use with_column('a_copy', pl.col('a')))
+    """
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise InputError(f"{method} names {name!r} more than once; name each column once "
+                             f"(to copy one, use with_column({name + '_copy'!r}, pl.col({name!r})))")
+        seen.add(name)
+    return names
+
+
 #: The kinds of join :meth:`Frame.join` takes.
 JOIN_KINDS = ("inner", "left", "right", "outer")
 

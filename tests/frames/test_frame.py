@@ -225,3 +225,22 @@ def test_repartition_keeps_a_small_frame_on_the_cluster_even_when_materialized()
     frame = Frame({"x": list(range(100))}).repartition(4).materialize()
     assert not frame._is_local()
     assert frame.filter(pl.col("x") < 10).num_rows() == 10
+
+
+@pytest.mark.parametrize("empty", [Frame(), Frame().with_column("c", 1), Frame({"x": []}).repartition(2)])
+def test_head_of_an_empty_frame_has_no_rows(empty):
+    # Regression: pyarrow's slice of a table without columns reports the length asked for (10 rows).
+    assert empty.num_rows() == 0
+    assert empty.head().num_rows() == 0 and empty.head(3).num_rows() == 0
+    assert empty.tail().num_rows() == 0
+    assert [b.num_rows for b in empty.iter_batches(4)] in ([], [0])
+
+
+def test_select_refuses_a_column_named_twice_and_says_how_to_copy_one():
+    # Regression: select(["a", "b", "a"]) gave two columns "a"; to_pydict dropped one, to_polars raised.
+    frame = Frame({"a": [1, 2], "b": [3, 4]})
+    with pytest.raises(InputError, match=r"select names 'a' more than once.*with_column\('a_copy', pl.col\('a'\)\)"):
+        frame.select(["a", "b", "a"])
+    with pytest.raises(InputError, match="more than once"):
+        frame[["b", "b"]]
+    assert frame.select(["b", "a"]).to_polars().equals(pl.DataFrame({"b": [3, 4], "a": [1, 2]}))
