@@ -191,7 +191,7 @@ def sort_dataset(dataset: Any, keys: list[str], descending: list[bool]) -> Any:
     return dataset.sort(keys, descending=descending)
 
 
-def distinct_dataset(dataset: Any, schema: pa.Schema) -> pa.Table:
+def distinct_dataset(dataset: Any, schema: pa.Schema, subset: Sequence[str] | None = None) -> pa.Table:
     """Distinct rows of a dataset: distinct per block on the cluster, then once more in the driver.
 
     Example:
@@ -201,7 +201,8 @@ def distinct_dataset(dataset: Any, schema: pa.Schema) -> pa.Table:
         >>> distinct_dataset(ds, ds.schema().base_schema).to_pydict()
         {'x': [1, 2]}
     """
-    return distinct_rows(as_table(map_dataset(dataset, [distinct_rows]), schema, "unique"))
+    per_block = functools.partial(distinct_rows, subset=subset)
+    return per_block(as_table(map_dataset(dataset, [per_block]), schema, "unique"))
 
 
 def aggregate_dataset(dataset: Any, keys: list[str], spec: dict[str, aggregates.Aggregator], schema: pa.Schema) -> pa.Table:

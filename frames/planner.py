@@ -437,8 +437,8 @@ class _Builder:
 
         def unique(r: Any) -> pa.Table:
             if execution.is_table(r):
-                return node.remember("unique", lambda: distinct_rows(r))
-            return node.remember("unique", lambda: execution.distinct_dataset(r, schema))
+                return node.remember("unique", lambda: distinct_rows(r, node.subset))
+            return node.remember("unique", lambda: execution.distinct_dataset(r, schema, node.subset))
 
         how = "in the driver" if child.where == DRIVER else "distinct per block on the cluster, then once in the driver"
         return Step("Unique", DRIVER, how, [child], unique)
