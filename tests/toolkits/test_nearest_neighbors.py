@@ -255,3 +255,20 @@ def test_radius_queries_on_actor_shards_equal_sklearn(actor_shards):
     got = model.query(Frame({"v": Q}), k=None, radius=2.0).to_polars()
     for i, ids in enumerate(want):
         assert sorted(got.filter(got["query_label"] == i)["reference_label"].to_list()) == sorted(ids.tolist())
+
+
+def test_a_composite_distance_is_refused_with_the_weighted_squared_euclidean_instead():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(30, 2)), rng.normal(size=(30, 3))
+    frame = Frame({"a": a.astype(np.float32), "b": b.astype(np.float32)})
+    with pytest.raises(InputError, match="scale each column by sqrt.weight.*squared_euclidean"):
+        nearest_neighbors.create(frame, distance=[[["a"], "euclidean", 1.0], [["b"], "cosine", 2.0]], verbose=False)
+    # The way the message gives: 1 * |da|^2 + 4 * |db|^2, as a hand-computed reference.
+    scaled = Frame({"a": a.astype(np.float32), "b": (2.0 * b).astype(np.float32)})
+    model = nearest_neighbors.create(scaled, distance="squared_euclidean", verbose=False)
+    got = model.query(scaled.head(3), k=4).to_polars()
+    want = ((a[:3, None] - a[None]) ** 2).sum(-1) + 4 * ((b[:3, None] - b[None]) ** 2).sum(-1)
+    order = np.argsort(want, axis=1, kind="stable")[:, :4]
+    assert np.asarray(got["reference_label"].to_list()).reshape(3, 4).tolist() == order.tolist()
+    np.testing.assert_allclose(got["distance"].to_numpy().reshape(3, 4), np.take_along_axis(want, order, 1),
+                               rtol=1e-4, atol=1e-5)
