@@ -94,6 +94,60 @@ def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
     return value
 
 
+def union_schema(schemas: Sequence[Any], how: str) -> Any:
+    """The schema of a union of frames matched by column name: the first frame's order, then new columns (diagonal).
+
+    "vertical" needs the same column names (in any order); "diagonal" takes every column. A
+    column must have one type in every frame that has it.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> from framelab.frames.validation import union_schema
+        >>> union_schema([pa.schema([("x", pa.int64())]), pa.schema([("y", pa.string())])], "diagonal").names
+        ['x', 'y']
+        >>> union_schema([pa.schema([("x", pa.int64())]), pa.schema([("x", pa.float64())])], "vertical")
+        Traceback (most recent call last):
+        ...
+        framelab.frames.errors.SchemaMismatchError: union: column 'x' is int64 in one frame but double in another; cast one (with_column('x', pl.col('x').cast(...)))
+    """
+    import pyarrow as pa
+
+    from framelab.frames.errors import SchemaMismatchError
+
+    fields: dict[str, Any] = {}
+    for schema in schemas:
+        if how == "vertical" and fields and set(schema.names) != set(fields):
+            raise SchemaMismatchError(
+                f"union needs the same columns in every frame: {list(fields)} vs {schema.names}; "
+                f"use how='diagonal' to take every column, with nulls where a frame lacks one")
+        for f in schema:
+            if f.name in fields and fields[f.name].type != f.type:
+                raise SchemaMismatchError(
+                    f"union: column {f.name!r} is {fields[f.name].type} in one frame but {f.type} in another; "
+                    f"cast one (with_column({f.name!r}, pl.col({f.name!r}).cast(...)))")
+            fields.setdefault(f.name, f)
+    return pa.schema(list(fields.values()), metadata=schemas[0].metadata)
+
+
+def column_list(columns: Sequence[Any]) -> list[str]:
+    """Column names given as strings or (nested) lists of strings, flattened in order.
+
+    Example:
+        >>> from framelab.frames.validation import column_list
+        >>> column_list(["a", ["b", "c"]])
+        ['a', 'b', 'c']
+    """
+    names: list[str] = []
+    for c in columns:
+        if isinstance(c, str):
+            names.append(c)
+        elif isinstance(c, Sequence):
+            names.extend(column_list(c))
+        else:
+            raise InputError(f"column names must be strings, got {c!r}")
+    return names
+
+
 def check_distinct_columns(names: list[str], method: str) -> list[str]:
     """Refuse a column named twice: a table of two columns ``a`` loses one in every dict it becomes.
 
