@@ -23,35 +23,91 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-KINDS = ("count", "sum", "mean", "min", "max", "std", "count_distinct", "collect")
+KINDS = ("count", "sum", "mean", "min", "max", "std", "var", "quantile", "argmax", "argmin", "count_distinct",
+         "collect")
+#: Kinds that need a numeric column (sum and mean also take a vector column, element-wise).
+NUMERIC_KINDS = ("sum", "mean", "std", "var", "quantile")
+#: How :func:`quantile` picks between two values (polars' names; "nearest" is polars' default).
+INTERPOLATIONS = ("nearest", "higher", "lower", "midpoint", "linear")
 
 
 @dataclass(frozen=True)
 class Aggregator:
-    """One aggregate of a group-by: ``agg.sum("x")``, ``agg.count()``, ... (see :func:`count` and its siblings)."""
+    """One aggregate of a group-by: ``agg.sum("x")``, ``agg.count()``, ... (see :func:`count` and its siblings).
+
+    ``of`` is the column :func:`argmax` / :func:`argmin` return a value of; ``ddof``, ``q``,
+    ``interpolation`` and ``drop_nulls`` are the options of :func:`std` / :func:`var`,
+    :func:`quantile` and :func:`collect`; ``dim`` is set by :meth:`checked` for a vector column.
+    """
 
     kind: str
     column: str | None = None
+    of: str | None = None
+    ddof: int = 1
+    q: float = 0.5
+    interpolation: str = "nearest"
+    drop_nulls: bool = False
+    dim: int | None = None
 
     def default_name(self) -> str:
         """The output column's name when none is given: ``x_sum``, ``count``.
 
         Example:
             >>> from framelab.frames import agg
-            >>> agg.sum("x").default_name(), agg.count().default_name()
-            ('x_sum', 'count')
+            >>> agg.sum("x").default_name(), agg.count().default_name(), agg.argmax("x", "name").default_name()
+            ('x_sum', 'count', 'name_at_x_argmax')
         """
-        return self.kind if self.column is None else f"{self.column}_{self.kind}"
+        if self.column is None:
+            return self.kind
+        if self.of is not None:
+            return f"{self.of}_at_{self.column}_{self.kind}"
+        return f"{self.column}_{self.kind}"
 
     def columns(self) -> list[str]:
         """The input columns it reads.
 
         Example:
             >>> from framelab.frames import agg
-            >>> agg.mean("x").columns(), agg.count().columns()
-            (['x'], [])
+            >>> agg.mean("x").columns(), agg.count().columns(), agg.argmin("x", "y").columns()
+            (['x'], [], ['x', 'y'])
         """
-        return [] if self.column is None else [self.column]
+        return [c for c in (self.column, self.of) if c is not None]
+
+    def checked(self, schema: pa.Schema) -> Aggregator:
+        """The aggregator checked against the input schema (a vector column's length recorded), or an error saying what to use.
+
+        Example:
+            >>> import pyarrow as pa
+            >>> from framelab.frames import agg
+            >>> agg.sum("v").checked(pa.schema([("v", pa.list_(pa.float32(), 3))])).dim
+            3
+            >>> agg.std("s").checked(pa.schema([("s", pa.string())]))
+            Traceback (most recent call last):
+            ...
+            framelab.frames.errors.InputError: agg.std('s') needs a numeric column, but 's' is string; cast it first (with_column('s', pl.col('s').cast(pl.Float64)))
+        """
+        from dataclasses import replace
+
+        from framelab.frames.errors import InputError, check_columns
+        from framelab.frames.vectors import is_vector_type
+
+        check_columns(self.columns(), schema.names)
+        if self.column is None:
+            return self
+        dtype = schema.field(self.column).type
+        call = f"agg.{self.kind}({self.column!r})"
+        if is_vector_type(dtype):
+            if self.kind in ("sum", "mean"):
+                return replace(self, dim=dtype.list_size)
+            if self.kind not in ("count_distinct", "collect"):
+                raise InputError(f"{call}: {self.column!r} is a vector column, which {self.kind} does not order or "
+                                 f"combine; use agg.sum or agg.mean (element-wise), or take one element first "
+                                 f"(with_column('v0', pl.col({self.column!r}).arr.get(0)))")
+        elif self.kind in NUMERIC_KINDS and not (pa.types.is_integer(dtype) or pa.types.is_floating(dtype)
+                                                 or pa.types.is_decimal(dtype) or pa.types.is_boolean(dtype)):
+            raise InputError(f"{call} needs a numeric column, but {self.column!r} is {dtype}; cast it first "
+                             f"(with_column({self.column!r}, pl.col({self.column!r}).cast(pl.Float64)))")
+        return self
 
     def partial(self, out: str) -> list[Any]:
         """Polars expressions summarising one table (the driver's per-block step).
@@ -67,17 +123,23 @@ class Aggregator:
         p = f"__{out}"
         if self.kind == "count":
             return [pl.len().alias(p)]
+        if self.dim is not None:  # a vector column, element by element
+            sums = [c.arr.get(i).sum().alias(f"{p}_{i}") for i in range(self.dim)]
+            return sums + ([c.count().alias(p + "_n")] if self.kind == "mean" else [])
         if self.kind in ("sum", "min", "max"):
             return [getattr(c, self.kind)().alias(p)]
         if self.kind == "mean":
             return [c.sum().alias(p + "_s"), c.count().alias(p + "_n")]
-        if self.kind == "std":
+        if self.kind in ("std", "var"):
             return [
                 c.count().alias(p + "_n"),
                 c.mean().alias(p + "_m"),
                 ((c - c.mean()) ** 2).sum().alias(p + "_q"),
             ]
-        if self.kind in ("count_distinct", "collect"):
+        if self.kind in ("argmax", "argmin"):
+            best = c.max() if self.kind == "argmax" else c.min()
+            return [best.alias(p + "_m"), _value_at_best(pl.col(self.of), c, self.kind).alias(p + "_v")]
+        if self.kind in ("count_distinct", "collect", "quantile"):
             return [(c.unique() if self.kind == "count_distinct" else c).alias(p)]
         raise ValueError(f"unknown aggregate {self.kind!r}")
 
@@ -91,27 +153,54 @@ class Aggregator:
         """
         c, p = self.column, f"__{out}"
         every = pc.CountOptions(mode="all")
+        keep_nulls_out = pc.ScalarAggregateOptions(min_count=0)  # an all-null group sums to 0, as polars sums it
         if self.kind == "count":
             return [(p, ([], "count_all"))]
+        if self.dim is not None:  # the element columns :meth:`arrow_inputs` added
+            sums = [(f"{p}_{i}", (f"{p}_in{i}", "sum", keep_nulls_out)) for i in range(self.dim)]
+            return sums + ([(p + "_n", (c, "count"))] if self.kind == "mean" else [])
         if self.kind == "sum":
-            # min_count=0: an all-null group sums to 0, as polars sums it.
-            return [(p, (c, "sum", pc.ScalarAggregateOptions(min_count=0)))]
+            return [(p, (c, "sum", keep_nulls_out))]
         if self.kind in ("min", "max"):
             return [(p, (c, self.kind))]
         if self.kind == "mean":
-            return [(p + "_s", (c, "sum", pc.ScalarAggregateOptions(min_count=0))), (p + "_n", (c, "count"))]
-        if self.kind == "std":
+            return [(p + "_s", (c, "sum", keep_nulls_out)), (p + "_n", (c, "count"))]
+        if self.kind in ("std", "var"):
             # The sum of squared deviations is variance(ddof=0) times the count; combined as in finalize().
             return [
                 (p + "_n", (c, "count")),
                 (p + "_m", (c, "mean")),
                 (p + "_q", (c, "variance", pc.VarianceOptions(ddof=0))),
             ]
+        if self.kind in ("argmax", "argmin"):
+            # The best value, and the smallest rank (see arrow_inputs) of a row holding it; PartialAggregate
+            # turns the rank into the value of ``of`` there.
+            return [(p + "_m", (c, "max" if self.kind == "argmax" else "min")), (p + "_v", (p + "_rank", "min"))]
         if self.kind == "count_distinct":
             return [(p, (c, "distinct", every))]
-        if self.kind == "collect":
+        if self.kind in ("collect", "quantile"):
             return [(p, (c, "list"))]
         raise ValueError(f"unknown aggregate {self.kind!r}")
+
+    def arrow_inputs(self, out: str, block: pa.Table) -> list[tuple[str, Any]]:
+        """Columns the pyarrow step adds to a block before grouping: a vector's elements, an argmax's ranks.
+
+        Example:
+            >>> import pyarrow as pa
+            >>> from framelab.frames import agg
+            >>> block = pa.table({"x": [3, 9, 9]})
+            >>> [(n, a.to_pylist()) for n, a in agg.argmax("x", "x").arrow_inputs("b", block)]
+            [('__b_rank', [3, 1, 2])]
+        """
+        p = f"__{out}"
+        if self.dim is not None:
+            return [(f"{p}_in{i}", pc.list_element(block.column(self.column), i)) for i in range(self.dim)]
+        if self.kind in ("argmax", "argmin"):
+            order = "descending" if self.kind == "argmax" else "ascending"
+            # Rank 1 is the block's best row (nulls rank last); ties go to the first row, as polars' arg_max gives them.
+            return [(p + "_rank", pc.rank(block.column(self.column), sort_keys=order,
+                                          tiebreaker="first"))]
+        return []
 
     def final(self, out: str) -> Any:
         """The polars expression combining partials into the result column ``out``.
@@ -126,24 +215,43 @@ class Aggregator:
         p = f"__{out}"
         if self.kind == "count":
             return pl.col(p).sum().cast(pl.Int64).alias(out)
+        if self.dim is not None:
+            sums = [pl.col(f"{p}_{i}").sum() for i in range(self.dim)]
+            if self.kind == "mean":
+                n = pl.col(p + "_n").sum()
+                sums = [pl.when(n > 0).then(s / n).otherwise(None) for s in sums]
+            return pl.concat_list(sums).list.to_array(self.dim).alias(out)
         if self.kind == "sum":
             return pl.col(p).sum().alias(out)
         if self.kind in ("min", "max"):
             return getattr(pl.col(p), self.kind)().alias(out)
         if self.kind == "mean":
-            return (pl.col(p + "_s").sum() / pl.col(p + "_n").sum()).alias(out)
-        if self.kind == "std":
+            # A group of nulls only has no mean: null, as polars says, not 0 / 0 = NaN.
+            n = pl.col(p + "_n").sum()
+            return pl.when(n > 0).then(pl.col(p + "_s").sum() / n).otherwise(None).alias(out)
+        if self.kind in ("std", "var"):
             # Chan et al.: combine per-block counts, means and squared deviations.
             n, m, q = pl.col(p + "_n"), pl.col(p + "_m"), pl.col(p + "_q")
             total = n.sum()
             mean = (n * m.fill_null(0)).sum() / total
             m2 = q.fill_null(0).sum() + (n * (m.fill_null(0) - mean) ** 2).sum()
-            return pl.when(total > 1).then((m2 / (total - 1)).sqrt()).otherwise(None).alias(out)
+            var = m2 / (total - self.ddof)
+            return pl.when(total > self.ddof).then(var.sqrt() if self.kind == "std" else var).otherwise(None).alias(out)
+        if self.kind in ("argmax", "argmin"):
+            return _value_at_best(pl.col(p + "_v"), pl.col(p + "_m"), self.kind).alias(out)
+        if self.kind == "quantile":
+            return pl.col(p).explode().quantile(self.q, interpolation=self.interpolation).alias(out)
         if self.kind == "count_distinct":
             return pl.col(p).explode().n_unique().cast(pl.Int64).alias(out)
         if self.kind == "collect":
-            return pl.col(p).explode().alias(out)
+            values = pl.col(p).explode()
+            return (values.drop_nulls() if self.drop_nulls else values).alias(out)
         raise ValueError(f"unknown aggregate {self.kind!r}")
+
+
+def _value_at_best(value: Any, by: Any, kind: str) -> Any:
+    """The polars expression for ``value`` at the first row where ``by`` is largest (argmax) or smallest; null when ``by`` is."""
+    return value.get(by.arg_max() if kind == "argmax" else by.arg_min())
 
 
 def count() -> Aggregator:
@@ -201,15 +309,68 @@ def max(column: str) -> Aggregator:  # noqa: A001
     return Aggregator("max", column)
 
 
-def std(column: str) -> Aggregator:
-    """Sample standard deviation (ddof=1) of a column in each group; null for a group of one.
+def std(column: str, ddof: int = 1) -> Aggregator:
+    """Standard deviation of a column in each group, with ``ddof`` (1: the sample's; 0: the population's); null for ``ddof`` or fewer values.
 
     Example:
         >>> from framelab.frames import Frame, agg
         >>> Frame({"k": ["a", "a", "b"], "x": [1.0, 3.0, 5.0]}).groupby("k").agg(agg.std("x")).sort("k").to_pydict()
         {'k': ['a', 'b'], 'x_std': [1.4142135623730951, None]}
     """
-    return Aggregator("std", column)
+    return Aggregator("std", column, ddof=_check_ddof(ddof))
+
+
+def var(column: str, ddof: int = 1) -> Aggregator:
+    """Variance of a column in each group, with ``ddof`` as in :func:`std`.
+
+    Example:
+        >>> from framelab.frames import Frame, agg
+        >>> Frame({"k": ["a", "a"], "x": [1.0, 3.0]}).groupby("k").agg(agg.var("x"), p=agg.var("x", ddof=0)).to_pydict()
+        {'k': ['a'], 'x_var': [2.0], 'p': [1.0]}
+    """
+    return Aggregator("var", column, ddof=_check_ddof(ddof))
+
+
+def quantile(column: str, q: float, interpolation: str = "nearest") -> Aggregator:
+    """The ``q`` quantile of a column in each group, exactly as polars computes it (``interpolation`` as polars names it).
+
+    Exact on the cluster too, at a cost: each block sends its group's values
+    (not a sketch) to the driver, so a group's values must fit in the driver's memory.
+
+    Example:
+        >>> from framelab.frames import Frame, agg
+        >>> f = Frame({"k": ["a"] * 4, "x": [1.0, 2.0, 3.0, 4.0]})
+        >>> f.groupby("k").agg(med=agg.quantile("x", 0.5, "linear"), p90=agg.quantile("x", 0.9)).to_pydict()
+        {'k': ['a'], 'med': [2.5], 'p90': [4.0]}
+    """
+    from framelab.frames.validation import check_choice, check_fraction
+
+    q = check_fraction(q, f"quantile({column!r}, q)")
+    return Aggregator("quantile", column, q=q, interpolation=check_choice("interpolation", interpolation, INTERPOLATIONS))
+
+
+def argmax(column: str, of: str) -> Aggregator:
+    """The value of column ``of`` at the row where ``column`` is largest in each group (the first such row; null when ``column`` is all null).
+
+    Example:
+        >>> from framelab.frames import Frame, agg
+        >>> f = Frame({"k": ["a", "a", "b"], "score": [0.2, 0.9, 0.5], "name": ["ann", "bob", "cid"]})
+        >>> f.groupby("k").agg(best=agg.argmax("score", "name")).sort("k").to_pydict()
+        {'k': ['a', 'b'], 'best': ['bob', 'cid']}
+    """
+    return Aggregator("argmax", column, of=_check_of(of, "argmax"))
+
+
+def argmin(column: str, of: str) -> Aggregator:
+    """The value of column ``of`` at the row where ``column`` is smallest in each group (as :func:`argmax`).
+
+    Example:
+        >>> from framelab.frames import Frame, agg
+        >>> f = Frame({"k": ["a", "a"], "score": [0.2, 0.9], "name": ["ann", "bob"]})
+        >>> f.groupby("k").agg(worst=agg.argmin("score", "name")).to_pydict()
+        {'k': ['a'], 'worst': ['ann']}
+    """
+    return Aggregator("argmin", column, of=_check_of(of, "argmin"))
 
 
 def count_distinct(column: str) -> Aggregator:
@@ -224,16 +385,32 @@ def count_distinct(column: str) -> Aggregator:
     return Aggregator("count_distinct", column)
 
 
-def collect(column: str) -> Aggregator:
-    """All values of a column in each group, as a list (order not guaranteed across blocks).
+def collect(column: str, *, drop_nulls: bool = False) -> Aggregator:
+    """All values of a column in each group, as a list (order not guaranteed across blocks); ``drop_nulls`` leaves out nulls.
 
     Example:
         >>> from framelab.frames import Frame, agg
-        >>> f = Frame({"k": ["a", "b", "a"], "who": ["ann", "bob", "cid"]})
-        >>> f.groupby("k").agg(names=agg.collect("who")).sort("k").to_pydict()
-        {'k': ['a', 'b'], 'names': [['ann', 'cid'], ['bob']]}
+        >>> f = Frame({"k": ["a", "b", "a"], "who": ["ann", "bob", None]})
+        >>> f.groupby("k").agg(names=agg.collect("who", drop_nulls=True)).sort("k").to_pydict()
+        {'k': ['a', 'b'], 'names': [['ann'], ['bob']]}
     """
-    return Aggregator("collect", column)
+    return Aggregator("collect", column, drop_nulls=bool(drop_nulls))
+
+
+def _check_ddof(ddof: Any) -> int:
+    from framelab.frames.errors import InputError
+
+    if isinstance(ddof, bool) or not isinstance(ddof, int) or ddof < 0:
+        raise InputError(f"ddof must be a non-negative integer (1: sample, 0: population), got {ddof!r}")
+    return ddof
+
+
+def _check_of(of: Any, kind: str) -> str:
+    from framelab.frames.errors import InputError
+
+    if not isinstance(of, str):
+        raise InputError(f"agg.{kind}(column, of) needs ``of``, the name of the column whose value to return; got {of!r}")
+    return of
 
 
 @dataclass(frozen=True)
@@ -254,6 +431,9 @@ class PartialAggregate:
 
     def __call__(self, block: pa.Table) -> pa.Table:
         pairs = [pair for out, a in self.spec for pair in a.arrow_partial(out)]
+        for out, a in self.spec:
+            for name, values in a.arrow_inputs(out, block):
+                block = block.append_column(name, values)
         grouped = block.group_by(list(self.keys), use_threads=False).aggregate([agg for _, agg in pairs])
         # pyarrow names its outputs "x_sum", "count_all"...: rename them to the partials' names, by position.
         out = grouped.rename_columns(list(self.keys) + [name for name, _ in pairs])
@@ -261,7 +441,22 @@ class PartialAggregate:
             if kind == "variance":  # variance(ddof=0) x count = the sum of squared deviations
                 n = out.column(name[: -len("_q")] + "_n")
                 out = out.set_column(out.column_names.index(name), name, pc.multiply(out.column(name), pc.cast(n, pa.float64())))
+        for name, a in self.spec:
+            if a.kind in ("argmax", "argmin"):
+                out = _rank_to_value(out, block, f"__{name}", a)
         return out
+
+
+def _rank_to_value(out: pa.Table, block: pa.Table, p: str, a: Aggregator) -> pa.Table:
+    """Replace an argmax's smallest rank per group by the value of ``a.of`` in the row of that rank."""
+    order = "descending" if a.kind == "argmax" else "ascending"
+    # sort_indices is stable: position r - 1 holds the row pc.rank ranked r (ties: first row first).
+    rows = pc.sort_indices(block, sort_keys=[(a.column, order)])  # nulls last, as in rank
+    ranks = out.column(p + "_v")
+    values = block.column(a.of).take(rows.take(pc.subtract(ranks, 1)))
+    # A group whose column is all null has no best row: null, as polars' arg_max gives it.
+    values = pc.if_else(pc.is_null(out.column(p + "_m")), pa.nulls(len(values), values.type), values)
+    return out.set_column(out.column_names.index(p + "_v"), p + "_v", values)
 
 
 def aggregate_table(table: pa.Table, keys: list[str], spec: dict[str, Aggregator]) -> pa.Table:

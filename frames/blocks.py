@@ -37,6 +37,23 @@ def concat(tables: list[pa.Table]) -> pa.Table:
     return out
 
 
+def window(table: pa.Table, start: int, length: int) -> pa.Table:
+    """Rows ``start`` to ``start + length`` of a table, never more than it has.
+
+    pyarrow's ``slice`` of a table without columns reports the length asked for,
+    not the rows it has (``pa.table({}).slice(0, 10).num_rows`` is 10): every
+    slice of a driver table that may be empty goes through here.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> from framelab.frames.blocks import window
+        >>> window(pa.table({}), 0, 10).num_rows, window(pa.table({"x": [1, 2, 3]}), 1, 10).to_pydict()
+        (0, {'x': [2, 3]})
+    """
+    start = min(start, table.num_rows)
+    return table.slice(start, max(0, min(length, table.num_rows - start)))
+
+
 def split_table(table: pa.Table, num_blocks: int | None = None) -> list[pa.Table]:
     """Cut a driver-side table into blocks: ``num_blocks``, or enough for the cluster's parallelism.
 
@@ -53,7 +70,7 @@ def split_table(table: pa.Table, num_blocks: int | None = None) -> list[pa.Table
         num_blocks = max(by_size, int(cluster_cpus()) * 2)
     num_blocks = max(1, min(num_blocks, table.num_rows))
     step = math.ceil(table.num_rows / num_blocks) if table.num_rows else 1
-    return [table.slice(i, step) for i in range(0, max(table.num_rows, 1), step)]
+    return [window(table, i, step) for i in range(0, max(table.num_rows, 1), step)]
 
 
 def fetch_blocks(refs: list, schema: Any = None) -> pa.Table:

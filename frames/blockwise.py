@@ -149,19 +149,20 @@ class DropMissing:
         {'x': [1.0]}
     """
 
-    def __init__(self, names: Sequence[str], how: str):
+    def __init__(self, names: Sequence[str], how: str, keep_missing: bool = False):
         self.names = list(names)
         self.how = how
+        self.keep_missing = keep_missing  # the other side: the rows dropna drops (dropna_split)
 
     def __call__(self, block: pa.Table) -> pa.Table:
         if not self.names or block.num_rows == 0:
-            return block
+            return block.slice(0, 0) if self.keep_missing else block
         missing = [is_missing(block.column(n)) for n in self.names]
         combine = pc.or_ if self.how == "any" else pc.and_
         flags = missing[0]
         for m in missing[1:]:
             flags = combine(flags, m)
-        return block.filter(pc.invert(flags))
+        return block.filter(flags if self.keep_missing else pc.invert(flags))
 
 
 class FillMissing:
@@ -232,6 +233,46 @@ class SplitPart:
 
         u = row_uniforms(block, self.seed, self.key)
         return block.filter(pa.array(u < self.fraction if self.first else u >= self.fraction))
+
+
+class RowDraws:
+    """Add a column of each row's seeded draw in [0, 1) (:func:`~framelab.frames.sampling.row_uniforms`).
+
+    Example:
+        >>> import pyarrow as pa
+        >>> from framelab.frames.blockwise import RowDraws
+        >>> RowDraws("u", 0)(pa.table({"x": [1, 2, 3]})).column("u").to_pylist()[0]
+        0.287...
+    """
+
+    def __init__(self, name: str, seed: int, key: str | None = None):
+        self.name = name
+        self.seed = seed
+        self.key = key
+
+    def __call__(self, block: pa.Table) -> pa.Table:
+        from framelab.frames.sampling import row_uniforms
+
+        return block.append_column(self.name, pa.array(row_uniforms(block, self.seed, self.key), pa.float64()))
+
+
+class NullColumns:
+    """Add typed columns of nulls, then order the columns as ``schema`` (a diagonal union's missing columns).
+
+    Example:
+        >>> import pyarrow as pa
+        >>> from framelab.frames.blockwise import NullColumns
+        >>> NullColumns(pa.schema([("y", pa.string()), ("x", pa.int64())]))(pa.table({"x": [1]})).to_pydict()
+        {'y': [None], 'x': [1]}
+    """
+
+    def __init__(self, schema: pa.Schema):
+        self.schema = schema
+
+    def __call__(self, block: pa.Table) -> pa.Table:
+        columns = [block.column(f.name) if f.name in block.column_names else pa.nulls(block.num_rows, f.type)
+                   for f in self.schema]
+        return pa.Table.from_arrays(columns, schema=self.schema)
 
 
 class RestoreSchema:
@@ -319,24 +360,26 @@ def number_rows(block: pa.Table, offset: int, name: str) -> pa.Table:
     return pa.Table.from_arrays([ids, *block.columns], schema=schema)
 
 
-def distinct_rows(block: pa.Table) -> pa.Table:
-    """The block's distinct rows, the first of each set of equal rows, in order.
+def distinct_rows(block: pa.Table, subset: Sequence[str] | None = None) -> pa.Table:
+    """The block's distinct rows (equal in the ``subset`` columns; all by default), the first of each set, in order.
 
     Example:
         >>> import pyarrow as pa
         >>> from framelab.frames.blockwise import distinct_rows
         >>> distinct_rows(pa.table({"x": [2, 1, 2]})).to_pydict()
         {'x': [2, 1]}
+        >>> distinct_rows(pa.table({"x": [2, 1, 2], "y": ["a", "b", "c"]}), ["x"]).to_pydict()
+        {'x': [2, 1], 'y': ['a', 'b']}
     """
     import polars as pl
 
     if block.num_rows == 0:
         return block
     try:
-        df = pl.from_arrow(block)
+        df = pl.from_arrow(block.select(list(subset or block.column_names)))
     except Exception as exc:
         raise InputError(
             f"unique() cannot compare the columns of this frame ({exc}); select comparable columns first"
         ) from exc
-    index = df.with_row_index("__i").unique(subset=block.column_names, keep="first", maintain_order=True)["__i"]
+    index = df.with_row_index("__i").unique(subset=df.columns, keep="first", maintain_order=True)["__i"]
     return block.take(index.to_arrow())

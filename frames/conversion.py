@@ -193,3 +193,27 @@ def from_batch(batch: Any) -> pa.Table:
         raise InputError(
             f"map_batches: the function must return a batch (table, DataFrame or dict of arrays): {exc}"
         ) from exc
+
+
+def columns_to_numpy(frame: Any, columns: Sequence[str]) -> np.ndarray:
+    """Numeric columns of a frame as one ``(rows, columns)`` array of their common type (nulls: NaN).
+
+    Example:
+        >>> from framelab.frames import Frame
+        >>> from framelab.frames.conversion import columns_to_numpy
+        >>> columns_to_numpy(Frame({"a": [1, 2], "b": [3, 4]}), ["b", "a"]).tolist()
+        [[3, 1], [4, 2]]
+    """
+    from framelab.frames.errors import check_columns
+    from framelab.frames.validation import check_distinct_columns
+
+    check_columns(columns, frame.columns)
+    check_distinct_columns(list(columns), "to_numpy")
+    if not columns:
+        raise InputError("to_numpy() of a frame without columns has nothing to stack; add columns first")
+    for name in columns:
+        dtype = frame.schema.field(name).type
+        if not (pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_boolean(dtype)):
+            hint = f"to_numpy({name!r}) for its (rows, dim) array" if is_vector_type(dtype) else "select numeric columns"
+            raise InputError(f"to_numpy of several columns stacks numbers, but {name!r} is {dtype}; {hint}")
+    return to_batch(frame.select(*columns).to_arrow(), "polars").to_numpy()

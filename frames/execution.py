@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from framelab.frames import aggregates, joins
-from framelab.frames.blocks import concat, fetch_blocks, split_table
+from framelab.frames.blocks import concat, fetch_blocks, split_table, window
 from framelab.frames.blockwise import distinct_rows, number_rows
 from framelab.platform import failures, stalls
 from framelab.platform.progress import Progress
@@ -193,7 +193,7 @@ def sort_dataset(dataset: Any, keys: list[str], descending: list[bool]) -> Any:
     return dataset.sort(keys, descending=descending)
 
 
-def distinct_dataset(dataset: Any, schema: pa.Schema) -> pa.Table:
+def distinct_dataset(dataset: Any, schema: pa.Schema, subset: Sequence[str] | None = None) -> pa.Table:
     """Distinct rows of a dataset: distinct per block on the cluster, then once more in the driver.
 
     Example:
@@ -203,7 +203,8 @@ def distinct_dataset(dataset: Any, schema: pa.Schema) -> pa.Table:
         >>> distinct_dataset(ds, ds.schema().base_schema).to_pydict()
         {'x': [1, 2]}
     """
-    return distinct_rows(as_table(map_dataset(dataset, [distinct_rows]), schema, "unique"))
+    per_block = functools.partial(distinct_rows, subset=subset)
+    return per_block(as_table(map_dataset(dataset, [per_block]), schema, "unique"))
 
 
 def aggregate_dataset(dataset: Any, keys: list[str], spec: dict[str, aggregates.Aggregator], schema: pa.Schema) -> pa.Table:
@@ -355,7 +356,7 @@ def head(result: Result, n: int, schema: pa.Schema) -> pa.Table:
         {'id': [0, 1]}
     """
     if is_table(result):
-        return result.slice(0, n)
+        return window(result, 0, n)
     with surfaced_errors():
         refs = result.limit(n).to_arrow_refs()
     return fetch_blocks(refs, schema) if refs else schema.empty_table()
@@ -372,7 +373,7 @@ def iter_batches(result: Result, batch_size: int) -> Iterator[pa.Table]:
     """
     if is_table(result):
         for i in range(0, result.num_rows, batch_size):
-            yield result.slice(i, batch_size)
+            yield window(result, i, batch_size)
         return
     with surfaced_errors():
         yield from result.iter_batches(batch_size=batch_size, batch_format="pyarrow")

@@ -23,13 +23,14 @@ from framelab.frames import blockwise, conversion, logical, planner, saved, vali
 from framelab.frames.errors import InputError, check_columns
 from framelab.frames.expressions import ColumnExpr
 from framelab.frames.readers import Readers
+from framelab.frames.subsets import Subsets
 from framelab.frames.vectors import is_vector_type, vectors_to_numpy
 from framelab.platform.client import on_cluster
 
 Expr = pl.Expr | ColumnExpr | Callable[[dict], Any]
 
 
-class Frame(Readers):
+class Frame(Readers, Subsets):
     """An immutable, lazy table of typed columns, spread over a Ray cluster when it is big.
 
     Build one from a dict of columns, a list of row dicts, a pyarrow Table, or a
@@ -233,7 +234,7 @@ class Frame(Readers):
             >>> Frame({"a": [1], "b": [2], "c": [3]}).select("c", "a").to_pydict()
             {'c': [3], 'a': [1]}
         """
-        names = validation.column_list(columns)
+        names = validation.check_distinct_columns(validation.column_list(columns), "select")
         check_columns(names, self.columns)
         return self._make(logical.Project(self._node, names))
 
@@ -369,14 +370,23 @@ class Frame(Readers):
         how = {"rowwise": False, "keeps_rows": False}
         return self._map(first, f"random_split(first {fraction:g})", **how), self._map(second, f"random_split(rest {1 - fraction:g})", **how)
 
-    def sample(self, fraction: float, seed: int | None = None, *, key: str | None = None) -> Frame:
+    def sample(self, fraction: float, seed: int | None = None, *, key: str | None = None, exact: bool = False) -> Frame:
         """A random sample of about ``fraction`` of the rows (drawn as :meth:`random_split` draws).
+
+        ``exact=True`` gives exactly ``round(fraction * rows)`` rows (rows sharing a ``key`` come
+        together, so with ``key`` it may give a few more): the rows with the smallest draws, at the
+        cost of a second pass.
 
         Example:
             >>> Frame({"x": list(range(1000))}).sample(0.1, seed=1).num_rows()
             100
+            >>> Frame({"x": list(range(1000))}).sample(0.123, seed=1, exact=True).num_rows()
+            123
         """
-        return self.random_split(validation.check_fraction(fraction, "sample"), seed, key=key)[0]
+        fraction = validation.check_fraction(fraction, "sample")
+        if exact:
+            return self._exact_sample(fraction, validation.check_seed(seed), key)
+        return self.random_split(fraction, seed, key=key)[0]
 
     def add_row_number(self, column_name: str = "id", start: int = 0) -> Frame:
         """Add a first column numbering the rows in order, from ``start``.
@@ -401,38 +411,67 @@ class Frame(Readers):
         desc = [descending] * len(keys) if isinstance(descending, bool) else list(descending)
         return self._make(logical.Sort(self._node, keys, desc))
 
-    def unique(self) -> Frame:
-        """Distinct rows (the first of each set of equal rows is kept on a single machine).
+    def unique(self, subset: str | Sequence[str] | None = None) -> Frame:
+        """Distinct rows, or rows distinct in the ``subset`` columns: the first of each set of equal rows is kept.
 
         Example:
             >>> Frame({"x": [1, 1, 2], "y": ["a", "a", "b"]}).unique().to_pydict()
             {'x': [1, 2], 'y': ['a', 'b']}
+            >>> Frame({"x": [1, 1, 2], "y": ["a", "b", "c"]}).unique(subset="x").to_pydict()
+            {'x': [1, 2], 'y': ['a', 'c']}
         """
-        return self._make(logical.Unique(self._node))
+        names = None if subset is None else validation.column_list([subset])
+        if names is not None:
+            check_columns(names, self.columns)
+        return self._make(logical.Unique(self._node, names))
 
-    def union(self, *others: Frame) -> Frame:
-        """Rows of this frame followed by the rows of ``others`` (same columns and types).
+    def union(self, *others: Frame, how: str = "vertical") -> Frame:
+        """Rows of this frame followed by the rows of ``others``, columns matched by name (polars' ``how``).
+
+        ``how="vertical"``: the same columns and types, in any order; ``"diagonal"``: every
+        column of any frame, nulls where a frame lacks one. A frame without columns (``Frame()``) adds nothing.
 
         Example:
-            >>> Frame({"x": [1]}).union(Frame({"x": [2]}), Frame({"x": [3]})).to_pydict()
-            {'x': [1, 2, 3]}
+            >>> Frame({"x": [1], "y": ["a"]}).union(Frame({"y": ["b"], "x": [2]}), Frame()).to_pydict()
+            {'x': [1, 2], 'y': ['a', 'b']}
+            >>> Frame({"x": [1]}).union(Frame({"y": ["b"]}), how="diagonal").to_pydict()
+            {'x': [1, None], 'y': [None, 'b']}
         """
         if not all(isinstance(o, Frame) for o in others):
             raise InputError(f"union takes Frames, got {[type(o).__name__ for o in others]}")
-        validation.check_same_columns([self.schema, *(o.schema for o in others)], "union")
-        return self._make(logical.Union([self._node, *(o._node for o in others)]))
+        validation.check_choice("union how", how, ("vertical", "diagonal"))
+        frames = [f for f in (self, *others) if f.columns] or [self]
+        schema = validation.union_schema([f.schema for f in frames], how)
+        aligned = [f if f.schema.names == schema.names else f._map(blockwise.NullColumns(schema), "align columns",
+                                                                   schema=schema) for f in frames]
+        return self._make(logical.Union([f._node for f in aligned]))
 
-    def join(self, other: Frame, on: str | Sequence[str], how: str = "inner") -> Frame:
+    def join(self, other: Frame, on: str | Sequence[str] | Mapping[str, str] | None = None, how: str = "inner") -> Frame:
         """Join on key columns (``how``: inner, left, right, outer); clashing right columns get ``_right``.
 
+        ``on``: key columns both frames have; ``{"left_key": "right_key"}`` for keys named
+        differently (the result keeps the left names); None: every column the two share.
         A cluster frame joined to a small driver-side one broadcasts it (no shuffle); :meth:`explain` shows it.
 
         Example:
             >>> a = Frame({"k": [1, 2], "x": ["a", "b"]})
             >>> a.join(Frame({"k": [2, 3], "x": [0.5, 0.7]}), on="k", how="left").to_pydict()
             {'k': [1, 2], 'x': ['a', 'b'], 'x_right': [None, 0.5]}
+            >>> a.join(Frame({"id": [2], "y": [True]}), on={"k": "id"}).to_pydict()
+            {'k': [2], 'x': ['b'], 'y': [True]}
         """
+        if not isinstance(other, Frame):
+            raise InputError(f"join takes a Frame, got {type(other).__name__}")
         validation.check_choice("join how", how, validation.JOIN_KINDS)
+        if isinstance(on, Mapping):
+            check_columns(list(on.values()), other.columns)
+            other = other.rename({right: left for left, right in on.items() if right != left})
+            on = list(on)
+        elif on is None:
+            on = [c for c in self.columns if c in other.columns]
+            if not on:
+                raise InputError(f"join(on=None) joins on the columns both frames have, but {self.columns} and "
+                                 f"{other.columns} share none; name the keys with on={{'left_key': 'right_key'}}")
         keys = validation.check_join_keys(self.schema, other.schema, validation.column_list([on]))
         return self._make(logical.Join(self._node, other._node, keys, how))
 
@@ -489,13 +528,20 @@ class Frame(Readers):
         """
         return self.to_arrow().to_pydict()
 
-    def to_numpy(self, column: str) -> np.ndarray:
-        """One column as numpy: a 2-D ``(rows, dim)`` array for a vector column, 1-D otherwise.
+    def to_numpy(self, column: str | Sequence[str] | None = None) -> np.ndarray:
+        """One column as numpy (a 2-D ``(rows, dim)`` array for a vector column, 1-D otherwise), or numeric columns as one 2-D array.
+
+        A list of columns (None: every column) gives a ``(rows, columns)`` array of their common type (nulls: NaN).
 
         Example:
             >>> Frame({"v": np.ones((2, 3), dtype="float32")}).to_numpy("v").shape
             (2, 3)
+            >>> Frame({"a": [1, 2], "b": [0.5, None]}).to_numpy()
+            array([[1. , 0.5],
+                   [2. , nan]])
         """
+        if not isinstance(column, str):
+            return conversion.columns_to_numpy(self, self.columns if column is None else validation.column_list([column]))
         check_columns([column], self.columns)
         values = self.select(column).to_arrow().column(0)
         if is_vector_type(values.type):

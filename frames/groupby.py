@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from framelab.frames import aggregates
-from framelab.frames.errors import InputError, check_columns
+from framelab.frames.errors import InputError
 from framelab.frames.logical import Aggregate
 
 if TYPE_CHECKING:
@@ -49,10 +49,11 @@ class GroupBy:
         spec.update(named)
         if not spec:
             raise InputError("agg() needs at least one aggregate, e.g. agg(n=agg.count())")
+        schema = self._frame.schema
         for name, a in spec.items():
             if not isinstance(a, aggregates.Aggregator):
                 raise InputError(f"{name}= must be an aggregate such as agg.sum('x'), got {type(a).__name__}")
-            check_columns(a.columns(), self._frame.columns)
+            spec[name] = a.checked(schema)
         return self._frame._make(Aggregate(self._frame._node, self._keys, spec))
 
     def __repr__(self) -> str:

@@ -367,12 +367,16 @@ class Sort(Node):
 
 
 class Unique(Node):
-    """Distinct rows."""
+    """Distinct rows: the first of each set of rows equal in the ``subset`` columns (None: all)."""
 
-    def __init__(self, input: Node):
+    def __init__(self, input: Node, subset: list[str] | None = None):
         super().__init__()
         self.input = input
         self.inputs = (input,)
+        self.subset = None if subset is None else tuple(subset)
+
+    def describe(self) -> str:
+        return "Unique" if self.subset is None else f"Unique(subset={list(self.subset)})"
 
 
 class Union(Node):

@@ -46,7 +46,7 @@ import pyarrow as pa
 
 from framelab.frames import execution, io, logical
 from framelab.frames.aggregates import PartialAggregate, aggregate_table, finalize
-from framelab.frames.blocks import concat, fetch_blocks
+from framelab.frames.blocks import concat, fetch_blocks, window
 from framelab.frames.blockwise import RenameColumns, SelectColumns, distinct_rows, number_rows
 from framelab.frames.joins import join_tables
 from framelab.frames.predicates import Pushdown, pushdown
@@ -274,9 +274,9 @@ def head(node: logical.Node, n: int, schema: pa.Schema | None = None) -> pa.Tabl
         source = execution.as_table(run(step.inputs[0]))
         take = max(n, 1)
         while True:
-            out = execution.apply(source.slice(0, take), step.fns)
+            out = execution.apply(window(source, 0, take), step.fns)
             if out.num_rows >= n or take >= source.num_rows:
-                return out.slice(0, n)
+                return window(out, 0, n)
             take *= 4
     return execution.head(run(step), n, schema)
 
@@ -465,8 +465,8 @@ class _Builder:
 
         def unique(r: Any) -> pa.Table:
             if execution.is_table(r):
-                return node.remember("unique", lambda: distinct_rows(r))
-            return node.remember("unique", lambda: execution.distinct_dataset(r, schema))
+                return node.remember("unique", lambda: distinct_rows(r, node.subset))
+            return node.remember("unique", lambda: execution.distinct_dataset(r, schema, node.subset))
 
         how = "in the driver" if child.where == DRIVER else "distinct per block on the cluster, then once in the driver"
         return Step("Unique", DRIVER, how, [child], unique)

@@ -94,24 +94,39 @@ def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
     return value
 
 
-def check_same_columns(schemas: Sequence[Any], method: str) -> None:
-    """Refuse schemas whose column names and types differ (for a union).
+def union_schema(schemas: Sequence[Any], how: str) -> Any:
+    """The schema of a union of frames matched by column name: the first frame's order, then new columns (diagonal).
+
+    "vertical" needs the same column names (in any order); "diagonal" takes every column. A
+    column must have one type in every frame that has it.
 
     Example:
         >>> import pyarrow as pa
-        >>> from framelab.frames.validation import check_same_columns
-        >>> check_same_columns([pa.schema([("x", pa.int64())]), pa.schema([("x", pa.float64())])], "union")
+        >>> from framelab.frames.validation import union_schema
+        >>> union_schema([pa.schema([("x", pa.int64())]), pa.schema([("y", pa.string())])], "diagonal").names
+        ['x', 'y']
+        >>> union_schema([pa.schema([("x", pa.int64())]), pa.schema([("x", pa.float64())])], "vertical")
         Traceback (most recent call last):
         ...
-        framelab.frames.errors.SchemaMismatchError: union needs the same columns and types: [('x', DataType(int64))] vs [('x', DataType(double))]
+        framelab.frames.errors.SchemaMismatchError: union: column 'x' is int64 in one frame but double in another; cast one (with_column('x', pl.col('x').cast(...)))
     """
+    import pyarrow as pa
+
     from framelab.frames.errors import SchemaMismatchError
 
-    first = [(f.name, f.type) for f in schemas[0]]
-    for schema in schemas[1:]:
-        other = [(f.name, f.type) for f in schema]
-        if other != first:
-            raise SchemaMismatchError(f"{method} needs the same columns and types: {first} vs {other}")
+    fields: dict[str, Any] = {}
+    for schema in schemas:
+        if how == "vertical" and fields and set(schema.names) != set(fields):
+            raise SchemaMismatchError(
+                f"union needs the same columns in every frame: {list(fields)} vs {schema.names}; "
+                f"use how='diagonal' to take every column, with nulls where a frame lacks one")
+        for f in schema:
+            if f.name in fields and fields[f.name].type != f.type:
+                raise SchemaMismatchError(
+                    f"union: column {f.name!r} is {fields[f.name].type} in one frame but {f.type} in another; "
+                    f"cast one (with_column({f.name!r}, pl.col({f.name!r}).cast(...)))")
+            fields.setdefault(f.name, f)
+    return pa.schema(list(fields.values()), metadata=schemas[0].metadata)
 
 
 def column_list(columns: Sequence[Any]) -> list[str]:
@@ -130,6 +145,25 @@ def column_list(columns: Sequence[Any]) -> list[str]:
             names.extend(column_list(c))
         else:
             raise InputError(f"column names must be strings, got {c!r}")
+    return names
+
+
+def check_distinct_columns(names: list[str], method: str) -> list[str]:
+    """Refuse a column named twice: a table of two columns ``a`` loses one in every dict it becomes.
+
+    Example:
+        >>> from framelab.frames.validation import check_distinct_columns
+        >>> check_distinct_columns(["a", "b", "a"], "select")
+        Traceback (most recent call last):
+        ...
+        framelab.frames.errors.InputError: select names 'a' more than once; name each column once (to copy one, use with_column('a_copy', pl.col('a')))
+    """
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise InputError(f"{method} names {name!r} more than once; name each column once "
+                             f"(to copy one, use with_column({name + '_copy'!r}, pl.col({name!r})))")
+        seen.add(name)
     return names
 
 

@@ -21,7 +21,7 @@ FRAMES_ORDER = [
     "errors", "validation", "vectors", "cells", "expressions", "conversion", "storage", "predicates", "blocks",
     "hashing", "sampling", "blockwise", "aggregates", "joins", "io", "saved",
     "images.decode", "images.image_type", "images.ops", "images.display", "images.explore",
-    "display", "logical", "sources", "images.read", "execution", "planner", "groupby", "readers", "frame",
+    "display", "logical", "sources", "images.read", "execution", "planner", "groupby", "readers", "subsets", "frame",
 ]
 # (importer, imported): upward imports with a reason.
 ALLOWED = {

@@ -19,7 +19,8 @@ import pyarrow as pa
 
 from framelab.frames.errors import InputError
 
-METRICS = ("accuracy", "precision", "recall", "f1_score", "log_loss", "auc", "confusion_matrix")
+METRICS = ("accuracy", "precision", "recall", "f1_score", "macro_precision", "macro_recall", "macro_f1_score",
+           "log_loss", "auc", "roc_curve", "confusion_matrix")
 
 
 def check_metric(metric: str) -> list[str]:
@@ -37,13 +38,18 @@ def classification_metrics(
     classes: Sequence[Any],
     metrics: Sequence[str] = METRICS,
 ) -> dict[str, Any]:
-    """Accuracy, macro precision/recall/F1, log loss, ROC AUC and the confusion matrix.
+    """Accuracy, precision/recall/F1, log loss, ROC AUC and curve, and the confusion matrix.
 
     ``y_true`` holds class indices into ``classes``; ``proba`` is ``(rows, classes)``.
-    Precision, recall and F1 average over the classes that occur as truth or
-    prediction (as scikit-learn's ``average="macro"``); a class never
-    predicted scores 0 precision. AUC is one-vs-rest, averaged over the
-    classes with both positives and negatives (plain AUC for two classes).
+    ``precision``, ``recall`` and ``f1_score`` are those of the positive class
+    (``classes[1]``) with two classes, as Turi Create and scikit-learn's
+    ``average="binary"`` give them, and the macro averages with more;
+    ``macro_precision``, ``macro_recall`` and ``macro_f1_score`` are always the
+    macro averages over the classes that occur as truth or prediction (as
+    scikit-learn's ``average="macro"``; a class never predicted scores 0
+    precision). AUC is one-vs-rest, averaged over the classes with both
+    positives and negatives (plain AUC for two classes). ``roc_curve`` is a
+    Frame (:func:`roc_curve_frame`).
 
     Example:
         >>> import numpy as np
@@ -70,12 +76,14 @@ def classification_metrics(
     for name in metrics:
         if name == "accuracy":
             out[name] = float(tp.sum() / len(y_true))
-        elif name == "precision":
-            out[name] = float(precision[present].mean())
-        elif name == "recall":
-            out[name] = float(recall[present].mean())
-        elif name == "f1_score":
-            out[name] = float(f1[present].mean())
+        elif name in ("precision", "recall", "f1_score"):
+            per_class = {"precision": precision, "recall": recall, "f1_score": f1}[name]
+            out[name] = float(per_class[1] if k == 2 else per_class[present].mean())
+        elif name.startswith("macro_"):
+            per_class = {"precision": precision, "recall": recall, "f1_score": f1}[name[len("macro_"):]]
+            out[name] = float(per_class[present].mean())
+        elif name == "roc_curve":
+            out[name] = roc_curve_frame(y_true, proba, classes)
         elif name == "log_loss":
             p = np.clip(proba[np.arange(len(y_true)), y_true], 1e-15, 1.0)
             out[name] = float(-np.log(p).mean())
@@ -84,6 +92,45 @@ def classification_metrics(
         elif name == "confusion_matrix":
             out[name] = _confusion_frame(counts, classes)
     return out
+
+
+def roc_curve_frame(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[Any]):
+    """The ROC curve as a Frame of ``class``, ``threshold``, ``fpr``, ``tpr``, ``p``, ``n``, one row per threshold.
+
+    With two classes, the curve of the positive class (``classes[1]``);
+    with more, one curve per class against the rest. Thresholds are the
+    distinct scores, highest first, after an infinite one (no row predicted
+    positive), as scikit-learn's ``roc_curve(drop_intermediate=False)``;
+    ``p`` and ``n`` count the positive and negative rows.
+
+    Example:
+        >>> import numpy as np
+        >>> from framelab.toolkits.evaluation import roc_curve_frame
+        >>> proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+        >>> roc_curve_frame(np.array([0, 1, 1]), proba, ["cat", "dog"]).select("threshold", "fpr", "tpr").to_pydict()
+        {'threshold': [inf, 0.8, 0.4, 0.1], 'fpr': [0.0, 0.0, 0.0, 1.0], 'tpr': [0.0, 0.5, 1.0, 1.0]}
+    """
+    from framelab.frames import Frame
+
+    parts = []
+    for c in ([1] if len(classes) == 2 else range(len(classes))):
+        score = proba[:, c]
+        positive = y_true == c
+        order = np.argsort(-score, kind="stable")
+        score, positive = score[order], positive[order]
+        last = np.r_[np.flatnonzero(np.diff(score)), len(score) - 1]  # the last row of each distinct score
+        tp = np.r_[0, np.cumsum(positive)[last]]
+        fp = np.r_[0, np.cumsum(~positive)[last]]
+        p, n = int(positive.sum()), int((~positive).sum())
+        parts.append(pa.table({
+            "class": pa.array([classes[c]] * len(tp)),
+            "threshold": pa.array(np.r_[np.inf, score[last]], pa.float64()),
+            "fpr": pa.array(fp / n if n else np.zeros(len(fp)), pa.float64()),
+            "tpr": pa.array(tp / p if p else np.zeros(len(tp)), pa.float64()),
+            "p": pa.array([p] * len(tp), pa.int64()),
+            "n": pa.array([n] * len(tp), pa.int64()),
+        }))
+    return Frame.from_arrow(pa.concat_tables(parts))
 
 
 def _auc(y_true: np.ndarray, proba: np.ndarray) -> float:

@@ -9,8 +9,9 @@ import textwrap
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pytest
 
-from framelab.frames import agg
+from framelab.frames import Frame, InputError, agg
 from framelab.frames.aggregates import PartialAggregate, aggregate_table, finalize, result_schema
 
 SPEC = {
@@ -63,3 +64,81 @@ def test_pyarrow_partials_combined_by_polars_equal_the_driver_path_and_polars():
         assert sorted(len(v) for v in got["all"].to_list()) == sorted(
             pl.from_arrow(table).group_by("k").len()["len"].to_list()
         )
+
+
+@pytest.mark.parametrize("blocks", [1, 2])
+def test_the_mean_of_a_group_of_nulls_is_null_as_in_polars(blocks):
+    # Regression: 0 / 0 gave NaN on both paths; polars gives null.
+    data = {"k": ["a", "a", "b"], "x": [None, None, 1.5]}
+    frame = Frame(data) if blocks == 1 else Frame(data).repartition(blocks)
+    got = frame.groupby("k").agg(m=agg.mean("x")).sort("k").to_pydict()
+    want = pl.DataFrame(data).group_by("k").agg(m=pl.col("x").mean()).sort("k").to_dict(as_series=False)
+    assert got == want == {"k": ["a", "b"], "m": [None, 1.5]}
+
+
+def _rows_with_nulls(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 40, n).astype(float)  # ties, so argmax must pick the first
+    x[rng.random(n) < 0.15] = np.nan
+    data = {
+        "k": rng.choice(["a", "b", "c", "d"], n).tolist(),
+        "x": [None if np.isnan(v) else v for v in x],
+        "name": [f"r{i}" for i in range(n)],
+        "v": rng.normal(size=(n, 3)).astype(np.float64),
+    }
+    data["x"] = [None if k == "d" else v for k, v in zip(data["k"], data["x"])]  # a group of nulls only
+    return data
+
+
+@pytest.mark.parametrize("blocks", [1, 4])
+def test_new_aggregates_match_polars_on_the_driver_and_on_the_cluster(blocks):
+    data = _rows_with_nulls()
+    frame = Frame(data)
+    frame = frame if blocks == 1 else frame.repartition(blocks)
+    got = frame.groupby("k").agg(
+        var=agg.var("x"), var0=agg.var("x", ddof=0), sd0=agg.std("x", ddof=0),
+        q=agg.quantile("x", 0.3, "linear"), qn=agg.quantile("x", 0.75),
+        hi=agg.argmax("x", "name"), lo=agg.argmin("x", "name"),
+        c=agg.collect("x", drop_nulls=True),
+    ).sort("k").to_polars()
+    x = pl.col("x")
+    want = pl.DataFrame({k: v for k, v in data.items() if k != "v"}).group_by("k").agg(
+        var=x.var(), var0=x.var(ddof=0), sd0=x.std(ddof=0),
+        q=x.quantile(0.3, interpolation="linear"), qn=x.quantile(0.75),
+        hi=pl.col("name").get(x.arg_max()), lo=pl.col("name").get(x.arg_min()),
+        c=x.drop_nulls(),
+    ).sort("k")
+    for name in ("var", "var0", "sd0", "q", "qn"):
+        np.testing.assert_allclose(got[name].to_numpy().astype(float), want[name].to_numpy().astype(float),
+                                   rtol=1e-9, err_msg=name)
+    assert got["hi"].to_list() == want["hi"].to_list() and got["lo"].to_list() == want["lo"].to_list()
+    assert got["hi"].to_list()[-1] is None  # group "d" is all null
+    assert [sorted(c) for c in got["c"].to_list()] == [sorted(c) for c in want["c"].to_list()]
+
+
+@pytest.mark.parametrize("blocks", [1, 3])
+def test_sum_and_mean_of_a_vector_column_are_element_wise(blocks):
+    # Regression: agg.sum over a vector column leaked polars' InvalidOperationError.
+    data = _rows_with_nulls(120, seed=1)
+    frame = Frame(data)
+    frame = frame if blocks == 1 else frame.repartition(blocks)
+    got = frame.groupby("k").agg(s=agg.sum("v"), m=agg.mean("v")).sort("k").to_pydict()
+    keys = np.array(data["k"])
+    for i, k in enumerate(got["k"]):
+        rows = data["v"][keys == k]
+        np.testing.assert_allclose(got["s"][i], rows.sum(axis=0), rtol=1e-9)
+        np.testing.assert_allclose(got["m"][i], rows.mean(axis=0), rtol=1e-9)
+
+
+def test_aggregates_that_do_not_apply_say_what_to_use_instead():
+    frame = Frame({"k": ["a"], "v": np.ones((1, 2), dtype="float32"), "s": ["x"]})
+    with pytest.raises(InputError, match=r"agg.max\('v'\): 'v' is a vector column.*agg.sum or agg.mean"):
+        frame.groupby("k").agg(agg.max("v"))
+    with pytest.raises(InputError, match=r"agg.mean\('s'\) needs a numeric column.*cast it first"):
+        frame.groupby("k").agg(agg.mean("s"))
+    with pytest.raises(InputError, match="ddof must be a non-negative integer"):
+        agg.std("x", ddof=-1)
+    with pytest.raises(InputError, match=r"quantile\('x', q\)"):
+        agg.quantile("x", 1.5)
+    with pytest.raises(InputError, match="needs ``of``"):
+        agg.argmax("x", None)

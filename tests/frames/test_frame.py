@@ -225,3 +225,80 @@ def test_repartition_keeps_a_small_frame_on_the_cluster_even_when_materialized()
     frame = Frame({"x": list(range(100))}).repartition(4).materialize()
     assert not frame._is_local()
     assert frame.filter(pl.col("x") < 10).num_rows() == 10
+
+
+@pytest.mark.parametrize("empty", [Frame(), Frame().with_column("c", 1), Frame({"x": []}).repartition(2)])
+def test_head_of_an_empty_frame_has_no_rows(empty):
+    # Regression: pyarrow's slice of a table without columns reports the length asked for (10 rows).
+    assert empty.num_rows() == 0
+    assert empty.head().num_rows() == 0 and empty.head(3).num_rows() == 0
+    assert empty.tail().num_rows() == 0
+    assert [b.num_rows for b in empty.iter_batches(4)] in ([], [0])
+
+
+def test_select_refuses_a_column_named_twice_and_says_how_to_copy_one():
+    # Regression: select(["a", "b", "a"]) gave two columns "a"; to_pydict dropped one, to_polars raised.
+    frame = Frame({"a": [1, 2], "b": [3, 4]})
+    with pytest.raises(InputError, match=r"select names 'a' more than once.*with_column\('a_copy', pl.col\('a'\)\)"):
+        frame.select(["a", "b", "a"])
+    with pytest.raises(InputError, match="more than once"):
+        frame[["b", "b"]]
+    assert frame.select(["b", "a"]).to_polars().equals(pl.DataFrame({"b": [3, 4], "a": [1, 2]}))
+
+
+@pytest.mark.parametrize("path", ["driver", "cluster"])
+def test_unique_on_a_subset_keeps_the_first_row_of_each_as_polars_does(path):
+    data = {"k": [3, 1, 3, 2, 1, 3], "j": ["a", "b", "a", "b", "b", "c"], "v": [0, 1, 2, 3, 4, 5]}
+    frame = Frame(data) if path == "driver" else Frame(data).repartition(3)
+    df = pl.DataFrame(data)
+    for subset in ("k", ["k", "j"]):
+        got = frame.unique(subset=subset).to_polars()
+        assert got.equals(df.unique(subset=subset, keep="first", maintain_order=True)), subset
+    with pytest.raises(ColumnNotFoundError):
+        frame.unique(subset="nope")
+
+
+@pytest.mark.parametrize("path", ["driver", "cluster"])
+def test_join_on_the_common_columns_and_on_differently_named_keys_matches_polars(path):
+    left = {"k": [1, 2, 3, 4], "j": ["a", "b", "a", "b"], "x": [0.1, 0.2, 0.3, 0.4]}
+    right = {"k": [2, 3, 9], "j": ["b", "b", "a"], "y": [True, False, True]}
+    frame = Frame(left) if path == "driver" else Frame(left).repartition(2)
+    lf, rf = pl.DataFrame(left), pl.DataFrame(right)
+    got = frame.join(Frame(right), how="left").sort("k").to_polars()
+    assert got.equals(lf.join(rf, on=["k", "j"], how="left").sort("k"))
+    renamed = Frame(right).rename({"k": "id"})
+    got = frame.join(renamed, on={"k": "id"}, how="inner").sort("k").to_polars()
+    want = lf.join(rf.rename({"k": "id"}), left_on="k", right_on="id", how="inner").sort("k")
+    assert got.rename({"j_right": "j_right"}).select(want.columns).equals(want)
+    with pytest.raises(InputError, match=r"share none; name the keys with on=\{'left_key': 'right_key'\}"):
+        frame.join(Frame({"z": [1]}))
+
+
+@pytest.mark.parametrize("path", ["driver", "cluster"])
+def test_union_matches_columns_by_name_vertically_and_diagonally_as_polars_does(path):
+    a = {"x": [1, 2], "y": ["a", "b"]}
+    frame = Frame(a) if path == "driver" else Frame(a).repartition(2)
+    b = Frame({"y": ["c"], "x": [3]})
+    c = Frame({"z": [0.5], "x": [4]})
+    # Row order is compared sorted: Ray Data's union on the cluster does not keep the frames' order.
+    got = frame.union(b, Frame()).to_polars().sort("x")
+    assert got.equals(pl.concat([pl.DataFrame(a), b.to_polars().select("x", "y")], how="vertical"))
+    got = frame.union(c, how="diagonal").to_polars().sort("x")
+    assert got.equals(pl.concat([pl.DataFrame(a), c.to_polars()], how="diagonal"))
+    with pytest.raises(SchemaMismatchError, match="use how='diagonal'"):
+        frame.union(c)
+    with pytest.raises(SchemaMismatchError, match=r"'x' is int64 in one frame but double"):
+        frame.union(Frame({"x": [0.5], "y": ["q"]}))
+    assert Frame().union(Frame(a)).to_polars().equals(pl.DataFrame(a))
+
+
+@pytest.mark.parametrize("path", ["driver", "cluster"])
+def test_to_numpy_of_several_columns_is_polars_2d_array(path):
+    data = {"a": [1, 2, 3], "b": [0.5, None, 1.5], "s": ["p", "q", "r"]}
+    frame = Frame(data) if path == "driver" else Frame(data).repartition(2)
+    np.testing.assert_array_equal(frame.to_numpy(["b", "a"]), pl.DataFrame(data).select("b", "a").to_numpy())
+    assert frame.to_numpy(["a"]).shape == (3, 1)
+    with pytest.raises(InputError, match="'s' is string; select numeric columns"):
+        frame.to_numpy()
+    with pytest.raises(InputError, match=r"to_numpy\('v'\) for its \(rows, dim\) array"):
+        Frame({"v": np.ones((2, 2), dtype="float32"), "a": [1, 2]}).to_numpy(["v", "a"])

@@ -252,3 +252,93 @@ def test_two_node_training_matches_one_node_accuracy(caltech_features, two_node_
     assert one.training["num_shards"] == 1 and one.training["num_nodes"] == 1
     two_acc, one_acc = two.evaluate(test)["accuracy"], one.evaluate(test)["accuracy"]
     assert abs(two_acc - one_acc) <= 0.005, (two_acc, one_acc)
+
+
+def _binary_data(n=400, seed=3):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 2)) * [1.0, 3.0] + [0.5, -2.0]
+    logit = 0.8 * X[:, 0] - 0.4 * X[:, 1] - 1.0
+    y = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "pos", "neg")
+    return X, y
+
+
+def test_margins_are_sklearns_decision_function_and_give_the_probabilities():
+    X, y = _binary_data()
+    frame = Frame({"a": X[:, 0].tolist(), "b": X[:, 1].tolist(), "label": y.tolist()})
+    model = classifier.create(frame, "label", l2_penalty=0.5, validation_set=None, verbose=False)
+    margin = model.predict(frame, output_type="margin").to_numpy()
+    np.testing.assert_allclose(margin, _sklearn(X, y, 0.5).decision_function(X), atol=2e-3)
+    np.testing.assert_allclose(1 / (1 + np.exp(-margin)), model.predict(frame, output_type="probability").to_numpy())
+    Xm, ym = _blobs(n=150)
+    multi = classifier.create(_frame(Xm, ym), "label", validation_set=None, verbose=False)
+    margins = np.array(multi.predict(_frame(Xm, ym), output_type="margin").to_pylist())
+    softmax = np.exp(margins - margins.max(axis=1, keepdims=True))
+    proba = np.array(multi.predict(_frame(Xm, ym), output_type="probability_vector").to_pylist())
+    np.testing.assert_allclose(softmax / softmax.sum(axis=1, keepdims=True), proba, rtol=1e-5, atol=1e-7)
+
+
+def test_coefficient_standard_errors_are_the_inverse_fisher_information_of_the_fit():
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = _binary_data()
+    frame = Frame({"a": X[:, 0].tolist(), "b": X[:, 1].tolist(), "label": y.tolist()})
+    model = classifier.create(frame, "label", l2_penalty=0.0, validation_set=None, verbose=False,
+                              max_iterations=200)
+    # The reference: an unpenalised fit by scikit-learn, and the textbook (X^T diag(p(1-p)) X)^-1 in raw units.
+    sk = LogisticRegression(penalty=None, tol=1e-10, max_iter=10000).fit(X, y == "pos")
+    Xa = np.column_stack([X, np.ones(len(X))])
+    p = sk.predict_proba(X)[:, 1]
+    stderr = np.sqrt(np.diag(np.linalg.inv((Xa * (p * (1 - p))[:, None]).T @ Xa)))
+    coef = model.coefficients.to_pydict()
+    assert coef["name"] == ["(intercept)", "a", "b"]
+    np.testing.assert_allclose(coef["value"], [sk.intercept_[0], *sk.coef_[0]], rtol=2e-3, atol=1e-4)
+    np.testing.assert_allclose(coef["stderr"], [stderr[2], stderr[0], stderr[1]], rtol=5e-3)
+    Xm, ym = _blobs(n=150)
+    multi = classifier.create(_frame(Xm, ym), "label", validation_set=None, verbose=False)
+    assert set(multi.coefficients.to_pydict()["stderr"]) == {None}  # defined for two classes only
+
+
+def test_binary_evaluation_scores_the_positive_class_and_gives_the_roc_curve_as_sklearn():
+    from sklearn import metrics
+
+    X, y = _binary_data(seed=4)
+    frame = Frame({"a": X[:, 0].tolist(), "b": X[:, 1].tolist(), "label": y.tolist()})
+    model = classifier.create(frame, "label", validation_set=None, verbose=False)
+    result = model.evaluate(frame)
+    pred = np.array(model.predict(frame).to_pylist())
+    assert model.classes == ["neg", "pos"]
+    assert result["precision"] == pytest.approx(metrics.precision_score(y, pred, pos_label="pos"))
+    assert result["recall"] == pytest.approx(metrics.recall_score(y, pred, pos_label="pos"))
+    assert result["f1_score"] == pytest.approx(metrics.f1_score(y, pred, pos_label="pos"))
+    assert result["macro_precision"] == pytest.approx(metrics.precision_score(y, pred, average="macro"))
+    assert result["macro_f1_score"] == pytest.approx(metrics.f1_score(y, pred, average="macro"))
+    score = model.predict(frame, output_type="probability").to_numpy()
+    fpr, tpr, thresholds = metrics.roc_curve(y == "pos", score, drop_intermediate=False)
+    roc = result["roc_curve"].to_pydict()
+    assert set(roc["class"]) == {"pos"}
+    np.testing.assert_allclose(roc["fpr"], fpr)
+    np.testing.assert_allclose(roc["tpr"], tpr)
+    np.testing.assert_allclose(roc["threshold"][1:], thresholds[1:])
+    assert roc["p"][0] == int((y == "pos").sum()) and roc["n"][0] == int((y == "neg").sum())
+
+
+def test_multiclass_roc_curve_is_one_vs_rest_per_class():
+    from sklearn import metrics
+
+    X, y = _blobs(n=200, scale=4.0)
+    model = classifier.create(_frame(X, y), "label", validation_set=None, verbose=False)
+    roc = model.evaluate(_frame(X, y), metric="roc_curve")["roc_curve"].to_polars()
+    proba = np.array(model.predict(_frame(X, y), output_type="probability_vector").to_pylist())
+    for j, cls in enumerate(model.classes):
+        fpr, tpr, _ = metrics.roc_curve(np.asarray(y) == cls, proba[:, j], drop_intermediate=False)
+        mine = roc.filter(roc["class"] == cls)
+        np.testing.assert_allclose(mine["fpr"].to_numpy(), fpr)
+        np.testing.assert_allclose(mine["tpr"].to_numpy(), tpr)
+
+
+def test_missing_values_at_prediction_are_refused_with_the_fix():
+    X, y = _binary_data(n=60)
+    model = classifier.create(Frame({"a": X[:, 0].tolist(), "label": y.tolist()}), "label",
+                              validation_set=None, verbose=False)
+    with pytest.raises(InputError, match=r"column 'a' has 1 missing value.*frame.fillna"):
+        model.predict(Frame({"a": [None, 1.0]}))

@@ -169,3 +169,34 @@ def test_two_nodes_give_the_one_node_inertia_with_shards_on_both(two_node_cluste
     reference = KMeans(8, init=start, n_init=1, max_iter=100, tol=0.0).fit(X)
     assert model.inertia == pytest.approx(reference.inertia_, rel=1e-3)
     assert model.cluster_id.to_pydict()["row_id"] == list(range(len(X)))
+
+
+def test_a_label_named_row_id_keeps_rows_in_row_order_and_lines_up_with_predict(tmp_path):
+    # Regression: the gather sorted by "row_id", which the label had replaced, so rows came back
+    # in the label's text order ('0a', '10a', '11a', ...) and no longer matched predict.
+    X = _blobs(n=30, d=3, k=3)
+    names = [f"{i}a" for i in range(len(X))]
+    model = kmeans.create(Frame({"v": X, "row_id": names}), 3, label="row_id", seed=0, verbose=False)
+    assigned = model.cluster_id.to_pydict()
+    assert list(assigned) == ["row_id", "cluster_id", "distance"]
+    assert assigned["row_id"] == names
+    assert assigned["cluster_id"] == model.predict(Frame({"v": X})).to_pylist()
+    model.save(str(tmp_path / "m"))
+    assert load_model(str(tmp_path / "m")).cluster_id.to_pydict() == assigned
+
+
+@pytest.mark.parametrize("shards", ["in_process", "actors"])
+def test_max_iterations_zero_assigns_rows_to_the_given_centres(shards, monkeypatch):
+    if shards == "actors":
+        monkeypatch.setattr(sharded, "MIN_SHARD_BYTES", 1)
+        monkeypatch.setattr(sharded, "IN_PROCESS_MAX_BYTES", 0)
+    X = _blobs(n=200, d=4, k=3)
+    start = X[[0, 50, 100]].astype(np.float64)
+    model = kmeans.create(Frame({"v": X}), 3, initial_centers=start, max_iterations=0, verbose=False)
+    np.testing.assert_allclose(model.centers, start)
+    d2 = ((X[:, None, :].astype(np.float64) - start[None]) ** 2).sum(axis=2)
+    assert model.cluster_id.to_pydict()["cluster_id"] == d2.argmin(axis=1).tolist()
+    assert model.training["iterations"] == 0
+    assert model.inertia == pytest.approx(float(d2.min(axis=1).sum()), rel=1e-5)
+    with pytest.raises(InputError, match="non-negative integer"):
+        kmeans.create(Frame({"v": X}), 3, max_iterations=-1, verbose=False)

@@ -163,10 +163,6 @@ def test_missing_features_keep_their_rows_and_are_counted_once():
 def test_bad_input_gets_a_message_that_says_what_to_do():
     X, _ = _data(n=20, q=1, d=4)
     model = nearest_neighbors.create(Frame({"v": X}), verbose=False)
-    with pytest.raises(InputError, match="k=21 is larger than the 20 reference rows"):
-        model.query(Frame({"v": X[:1]}), k=21)
-    with pytest.raises(InputError, match="k=20 is larger than the 19 other reference rows"):
-        model.similarity_graph(k=20)
     bad = X.copy()
     bad[4, 1] = np.nan
     with pytest.raises(InputError, match="NaN"):
@@ -233,3 +229,46 @@ def test_two_nodes_give_the_one_node_answers_with_shards_on_both(two_node_cluste
     np.testing.assert_array_equal(graph["reference_label"].to_numpy().reshape(-1, 3), want_graph)
     groups = model.connected_components(radius=3.0).to_polars()
     assert groups["row_id"].to_list() == list(range(len(X)))
+
+
+@pytest.mark.parametrize("shards", ["in_process", "actors"])
+def test_k_larger_than_the_rows_is_cut_to_them_with_a_warning_as_turi_does(shards, monkeypatch):
+    if shards == "actors":
+        monkeypatch.setattr(sharded, "MIN_SHARD_BYTES", 1)
+        monkeypatch.setattr(sharded, "IN_PROCESS_MAX_BYTES", 0)
+    X, Q = _data(n=20, q=3, d=4)
+    model = nearest_neighbors.create(Frame({"v": X}).repartition(2), verbose=False)
+    with pytest.warns(UserWarning, match="k=21 is larger than the 20 reference rows.*gets 20 neighbour"):
+        got = model.query(Frame({"v": Q}), k=21)
+    _, want = NearestNeighbors(algorithm="brute").fit(X).kneighbors(Q, n_neighbors=20)
+    np.testing.assert_array_equal(_ids(got, len(Q), 20), want)
+    with pytest.warns(UserWarning, match="k=20 is larger than the 19 other reference rows"):
+        graph = model.similarity_graph(k=20)
+    _, want = NearestNeighbors(algorithm="brute").fit(X).kneighbors(n_neighbors=19)
+    np.testing.assert_array_equal(_ids(graph, len(X), 19), want)
+
+
+def test_radius_queries_on_actor_shards_equal_sklearn(actor_shards):
+    X, Q = _data(n=400, q=10, d=6)
+    model = nearest_neighbors.create(Frame({"v": X}).repartition(3), verbose=False)
+    _, want = NearestNeighbors(algorithm="brute").fit(X).radius_neighbors(Q, radius=2.0)
+    got = model.query(Frame({"v": Q}), k=None, radius=2.0).to_polars()
+    for i, ids in enumerate(want):
+        assert sorted(got.filter(got["query_label"] == i)["reference_label"].to_list()) == sorted(ids.tolist())
+
+
+def test_a_composite_distance_is_refused_with_the_weighted_squared_euclidean_instead():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(30, 2)), rng.normal(size=(30, 3))
+    frame = Frame({"a": a.astype(np.float32), "b": b.astype(np.float32)})
+    with pytest.raises(InputError, match="scale each column by sqrt.weight.*squared_euclidean"):
+        nearest_neighbors.create(frame, distance=[[["a"], "euclidean", 1.0], [["b"], "cosine", 2.0]], verbose=False)
+    # The way the message gives: 1 * |da|^2 + 4 * |db|^2, as a hand-computed reference.
+    scaled = Frame({"a": a.astype(np.float32), "b": (2.0 * b).astype(np.float32)})
+    model = nearest_neighbors.create(scaled, distance="squared_euclidean", verbose=False)
+    got = model.query(scaled.head(3), k=4).to_polars()
+    want = ((a[:3, None] - a[None]) ** 2).sum(-1) + 4 * ((b[:3, None] - b[None]) ** 2).sum(-1)
+    order = np.argsort(want, axis=1, kind="stable")[:, :4]
+    assert np.asarray(got["reference_label"].to_list()).reshape(3, 4).tolist() == order.tolist()
+    np.testing.assert_allclose(got["distance"].to_numpy().reshape(3, 4), np.take_along_axis(want, order, 1),
+                               rtol=1e-4, atol=1e-5)

@@ -176,6 +176,47 @@ def shard_loss_grad(state: dict, weights: np.ndarray, bias: np.ndarray) -> tuple
     return loss, gW, gb, float(w.sum(dtype=np.float64)), correct, _correct(state["Xv"], state["yv"], W, b)
 
 
+def shard_hessian(state: dict, weights: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """The shard's part of the binary loss's Hessian in (W, b): ``sum_i w_i p_i (1 - p_i) [x_i, 1] [x_i, 1]^T``."""
+    X, w = state["X"], state["w"]
+    W, b = weights[:, 0].astype(np.float64), float(bias[0])
+    H = np.zeros((X.shape[1] + 1, X.shape[1] + 1))
+    for s in range(0, X.shape[0], _CHUNK_ROWS):
+        Xc = np.hstack([X[s:s + _CHUNK_ROWS].astype(np.float64), np.ones((min(_CHUNK_ROWS, X.shape[0] - s), 1))])
+        p = _sigmoid(Xc[:, :-1] @ W + b)
+        H += (Xc * (w[s:s + _CHUNK_ROWS] * p * (1.0 - p))[:, None]).T @ Xc
+    return H
+
+
+def coefficient_stderr(hessian: np.ndarray, l2_penalty: float, mean: np.ndarray, scale: np.ndarray) -> np.ndarray | None:
+    """Standard errors of (weights, intercept) in the features' original units, or None where they are not defined.
+
+    The covariance is the inverse Hessian of the objective at the fit (the
+    penalty adds ``2 * l2_penalty`` to the weights' diagonal), carried from the
+    standardised features to the original ones by the same linear map as the
+    coefficients. A singular Hessian (a constant or duplicated feature, separable
+    classes without a penalty) has no inverse: None.
+
+    Example:
+        >>> import numpy as np
+        >>> from framelab.toolkits.classifier._training import coefficient_stderr
+        >>> coefficient_stderr(np.diag([4.0, 1.0]), 0.0, np.zeros(1), np.array([2.0])).round(3).tolist()
+        [0.25, 1.0]
+    """
+    d = len(mean)
+    H = hessian.copy()
+    H[np.arange(d), np.arange(d)] += 2.0 * l2_penalty
+    if not np.all(np.isfinite(H)) or np.linalg.cond(H) > 1e12:
+        return None
+    cov = np.linalg.inv(H)
+    A = np.zeros((d + 1, d + 1))  # original (w, b) = A @ standardised (w, b)
+    A[np.arange(d), np.arange(d)] = 1.0 / scale
+    A[d, :d] = -mean / scale
+    A[d, d] = 1.0
+    variance = np.diag(A @ cov @ A.T)
+    return np.sqrt(np.clip(variance, 0.0, None))
+
+
 def shard_sigmoid_loss_grad(state: dict, weights: np.ndarray, bias: np.ndarray) -> tuple:
     """One-vs-rest: (loss, dW, db, rows, right train labels, right held-out labels) on one shard.
 

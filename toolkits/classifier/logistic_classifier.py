@@ -38,10 +38,12 @@ from framelab.toolkits.model import Model, Section
 if TYPE_CHECKING:
     from framelab.toolkits.model_io import SavedModel
 
-OUTPUT_TYPES = ("class", "probability", "probability_vector")
+OUTPUT_TYPES = ("class", "probability", "probability_vector", "margin")
 # Turi Create's rule: hold out 5% for validation when there are more than 100 rows.
 AUTO_VALIDATION_FRACTION = 0.05
 AUTO_VALIDATION_MIN_ROWS = 100
+# Standard errors need a (dims + 1)^2 Hessian inverted in the driver: above this many features, none.
+STDERR_MAX_DIMS = 2000
 # Times each shard of the training rows may be rebuilt after its actor dies (a lost node, an OOM kill).
 SHARD_RESTARTS = 3
 
@@ -95,7 +97,12 @@ class LogisticClassifier(Model):
         Columns: ``name`` (input column, or "(intercept)"), ``index`` (vector
         element or category level; null for numbers and intercepts),
         ``class`` (the class the coefficient scores; with two classes only the
-        second class is scored, against the first) and ``value``.
+        second class is scored, against the first), ``value`` and ``stderr``.
+
+        ``stderr`` is the standard error from the inverse Hessian of the
+        training objective (penalty included) at the fit, as Turi Create gives
+        it. It is defined for two classes with at most ``STDERR_MAX_DIMS``
+        unpacked features and a Hessian that can be inverted; elsewhere it is null.
 
         Example:
             >>> from framelab.frames import Frame
@@ -121,11 +128,14 @@ class LogisticClassifier(Model):
             rows_index += [None] + index
             rows_class += [cls] * (len(names) + 1)
             rows_value += [float(b[j])] + W[:, j].tolist()
+        stderr = self.training.get("coefficient_stderr")
+        stderr = [None] * len(rows_value) if stderr is None else [stderr[-1]] + list(stderr[:-1])
         return Frame.from_arrow(pa.table({
             "name": pa.array(rows_name, pa.string()),
             "index": pa.array(rows_index, pa.string()),
             "class": pa.array(rows_class),
             "value": pa.array(rows_value, pa.float64()),
+            "stderr": pa.array(stderr, pa.float64()),
         }))
 
     # ----------------------------------------------------------- prediction
@@ -134,7 +144,15 @@ class LogisticClassifier(Model):
 
         ``output_type``: "class"; "probability" (two classes only: the
         probability of ``classes[1]``); "probability_vector" (a vector column,
-        one probability per class in :attr:`classes` order).
+        one probability per class in :attr:`classes` order); "margin" (the
+        linear score before the sigmoid or softmax: with two classes, the
+        log-odds of ``classes[1]``; with more, a vector of one score per class).
+
+        Missing values are refused, not imputed: a null or NaN feature raises
+        an error naming the column (fill it with ``Frame.fillna`` first). Turi
+        Create's ``missing_value_action="impute"`` scores a missing number as its
+        training mean, which gives an answer that looks as sure as any other;
+        a refusal keeps the choice of a fill value with the user, who knows it.
 
         Example:
             >>> from framelab.frames import Frame
@@ -144,6 +162,8 @@ class LogisticClassifier(Model):
             >>> model.predict(Frame({"size": [1.1, 3.1]})).to_pylist()
             ['cat', 'dog']
             >>> model.predict(Frame({"size": [3.2]}), output_type="probability").to_pylist()[0] > 0.9  # P("dog")
+            True
+            >>> model.predict(Frame({"size": [3.2]}), output_type="margin").to_pylist()[0] > 0  # log-odds of "dog"
             True
         """
         return self._predict(frame, output_type)
@@ -159,8 +179,10 @@ class LogisticClassifier(Model):
         labels = self._labels()
 
         def run(table: pa.Table) -> pa.Table:
-            proba, valid = self._scores(table, nulls)
-            if output_type == "class":
+            proba, valid = self._scores(table, nulls, self._margins if output_type == "margin" else None)
+            if output_type == "margin" and proba.shape[1] == 1:
+                out = _spread(proba[:, 0], valid)
+            elif output_type == "class":
                 out = labels.take(_spread(proba.argmax(axis=1), valid))
             elif output_type == "probability":
                 out = _spread(proba[:, 1], valid)
@@ -364,11 +386,15 @@ class LogisticClassifier(Model):
     def _labels(self) -> pa.Array:
         return pa.array(self.classes)
 
-    def _probabilities(self, table: pa.Table) -> np.ndarray:
+    def _margins(self, table: pa.Table) -> np.ndarray:
+        """The linear scores ``X W + b`` on standardised features: (rows, 1) with two classes, else (rows, classes)."""
         X = self.encoder.encode(table).astype(np.float64)
         X -= self.mean
         X /= self.scale
-        Z = X @ self.weights + self.bias
+        return X @ self.weights + self.bias
+
+    def _probabilities(self, table: pa.Table) -> np.ndarray:
+        Z = self._margins(table)
         if self.weights.shape[1] == 1:
             p = 0.5 * (1.0 + np.tanh(0.5 * Z[:, 0]))
             return np.stack([1.0 - p, p], axis=1)
@@ -376,22 +402,24 @@ class LogisticClassifier(Model):
         E = np.exp(Z)
         return E / E.sum(axis=1, keepdims=True)
 
-    def _scores(self, table: pa.Table, nulls: NullRows | None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Probabilities of the rows that can be scored, and which rows those are (None: every row).
+    def _scores(self, table: pa.Table, nulls: NullRows | None,
+                score: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities (or ``score(table)``) of the rows that can be scored, and which rows those are (None: every row).
 
         Without ``nulls`` every row must be complete (the encoder refuses
         missing values); with it, rows whose ``nulls.column`` is null are left
         out and counted as failures of the job.
         """
+        score = score or self._probabilities
         if nulls is None or table.column(nulls.column).null_count == 0:
-            return self._probabilities(table), None
+            return score(table), None
         valid = np.asarray(table.column(nulls.column).is_valid().to_numpy(zero_copy_only=False), dtype=bool)
         failed = np.flatnonzero(~valid)
         keys = table.column(nulls.key).to_pylist() if nulls.key in table.column_names else None
         examples = [f"{keys[i] if keys else f'row {i} of its block'}: no {nulls.column} ({nulls.why})"
                     for i in failed[:3]]
         failures.report(nulls.stage, len(failed), table.num_rows, examples, action=nulls.action)
-        return self._probabilities(table.filter(pa.array(valid))), valid
+        return score(table.filter(pa.array(valid))), valid
 
     def _run(
         self, frame, fn, extra: list[str] = (), nulls: NullRows | None = None, preserves_rows: bool = True
@@ -469,9 +497,10 @@ def create(
         features: input columns; ``None`` uses every column but the target.
             Numbers, vectors (deep features: fixed-size lists, or lists of
             one length) and strings (one-hot encoded) are accepted.
-        l2_penalty: weight of ``||W||^2`` in the loss, which sums the
+        l2_penalty: weight of ``||W||^2`` in the objective, which sums the
             per-row cross-entropy (Turi Create's scaling), on standardised
-            features. scikit-learn's equivalent is
+            features. (``training["training_loss"]`` reports that objective
+            divided by the rows' total weight: a per-row mean.) scikit-learn's equivalent is
             ``make_pipeline(StandardScaler(), LogisticRegression(C=1 / (2 * l2_penalty)))``.
         max_iterations: most L-BFGS iterations (each is about one pass over the rows).
         validation_set: "auto" holds out 5% of the rows when there are more
@@ -568,6 +597,10 @@ def create(
             num_train=num_train, num_valid=num_valid,
             on_iteration=_print_row if verbose else None,
         )
+        stderr = None
+        if num_outputs == 1 and encoder.num_dims <= STDERR_MAX_DIMS:
+            hessian = sum(shards.map(tr.shard_hessian, fit.weights, fit.bias, changes_state=False))
+            stderr = tr.coefficient_stderr(hessian, l2_penalty, mean, scale)
         num_nodes = len(set(shards.nodes))
         num_shards = shards.num_shards
         shard_restarts = shards.restarts
@@ -594,6 +627,8 @@ def create(
         "num_nodes": num_nodes,
         "shard_restarts": shard_restarts,  # shard actors that died and were rebuilt during training
         "progress": fit.progress,
+        # (weights..., intercept) in original units; None where not defined (see LogisticClassifier.coefficients)
+        "coefficient_stderr": None if stderr is None else stderr.tolist(),
     }
     training["cluster_nodes"] = cluster_facts().nodes
     return LogisticClassifier(

@@ -85,7 +85,8 @@ def create(
             shards (both seeded).
         max_iterations: Lloyd iterations (passes over every row) with
             ``batch_size=None``; mini-batch steps otherwise. Lloyd stops earlier
-            when no row changes cluster.
+            when no row changes cluster. 0 assigns every row to the initial
+            centres and moves none (Turi's way to label rows by given centres).
         batch_size: None for exact Lloyd iterations over all rows; an integer
             for mini-batch k-means on that many rows a step (Sculley 2010,
             per-centre learning rates as scikit-learn's MiniBatchKMeans).
@@ -381,7 +382,7 @@ class KMeansModel(Model):
             assigned = table_from_array(saved.arrays["cluster_id"])
         except (pa.ArrowInvalid, ValueError) as err:
             saved.refuse_array("cluster_id", f"is not an Arrow table of cluster assignments ({err})")
-        expected = ["row_id", *([label] if label is not None else []), "cluster_id", "distance"]
+        expected = list(dict.fromkeys(["row_id", *([label] if label is not None else []), "cluster_id", "distance"]))
         if assigned.column_names != expected:
             saved.refuse_array("cluster_id", f"has columns {assigned.column_names}, but {METADATA_FILE} "
                                              f"describes {expected} (label {label!r})")
@@ -523,8 +524,8 @@ def _gather(shards: Any, refs: list) -> Any:
     sizes = ray.experimental.get_object_locations(refs)
     total = sum(int((sizes.get(r) or {}).get("object_size") or 0) for r in refs)
     if total <= LOCAL_RESULT_BYTES:
-        return Frame(pa.concat_tables(shards.get(refs)).sort_by("row_id"))
-    return Frame.from_ray(ray.data.from_arrow_refs(refs))
+        return Frame(pa.concat_tables(shards.get(refs)).sort_by(lloyd.ROW_POSITION).drop_columns(lloyd.ROW_POSITION))
+    return Frame.from_ray(ray.data.from_arrow_refs(refs)).drop(lloyd.ROW_POSITION)
 
 
 def _initial_centers(value: Any, encoder: FeatureEncoder, k: int) -> np.ndarray:
@@ -562,8 +563,9 @@ def _image_column(schema: pa.Schema, image_column: str | None) -> str | None:
 def _check_options(num_clusters, max_iterations, batch_size, seed) -> None:
     if isinstance(num_clusters, bool) or not isinstance(num_clusters, (int, np.integer)) or num_clusters < 1:
         raise InputError(f"num_clusters must be a positive integer; got {num_clusters!r}")
-    if isinstance(max_iterations, bool) or not isinstance(max_iterations, (int, np.integer)) or max_iterations < 1:
-        raise InputError(f"max_iterations must be a positive integer; got {max_iterations!r}")
+    if isinstance(max_iterations, bool) or not isinstance(max_iterations, (int, np.integer)) or max_iterations < 0:
+        raise InputError(f"max_iterations must be a non-negative integer (0: assign rows to the initial centres); "
+                         f"got {max_iterations!r}")
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
                                    or batch_size < 1):
         raise InputError(f"batch_size must be None (Lloyd) or a positive integer (mini-batch); got {batch_size!r}")

@@ -144,6 +144,10 @@ def shard_farthest(state: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
     return d2[top], rows_at(state, top)
 
 
+#: The hidden column of :func:`shard_cluster_table` giving each row's position, dropped once rows are in order.
+ROW_POSITION = "__row_position"
+
+
 def shard_cluster_table(state: dict, label: str | None) -> pa.Table:
     """Row id (and label), cluster id and distance of every row of the shard; nulls for absent rows."""
     ids = [s.ids for s in state["segments"]]
@@ -155,9 +159,11 @@ def shard_cluster_table(state: dict, label: str | None) -> pa.Table:
     absent = cluster < 0
     columns = {"row_id": pa.array(ids)}
     if label is not None:
-        columns[label] = state["labels"].combine_chunks()
+        columns[label] = state["labels"].combine_chunks()  # a label named "row_id" names the rows instead
     columns["cluster_id"] = pa.array(cluster.astype(np.int64), mask=absent)
     columns["distance"] = pa.array(distance, mask=absent)
+    # The gather orders rows by position; it cannot sort by "row_id", which a label may have replaced.
+    columns[ROW_POSITION] = pa.array(ids)
     return pa.table(columns)
 
 

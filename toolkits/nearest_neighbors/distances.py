@@ -46,6 +46,13 @@ def check_distance(distance: str) -> str:
         >>> check_distance("auto")
         'euclidean'
     """
+    if isinstance(distance, (list, tuple)):
+        # Turi Create's composite distances ([[columns, distance, weight], ...]) are not offered: the search
+        # ranks by one matrix product with a bound on its rounding error, which a sum of distances lacks.
+        raise InputError(
+            "composite distances (a list of [columns, distance, weight]) are not supported; for a weighted sum "
+            "of squared Euclidean distances, scale each column by sqrt(weight) (with_column), give them all as "
+            "features and use distance='squared_euclidean'; otherwise build one model per column")
     if distance == "auto":
         return "euclidean"
     if distance not in DISTANCES:

@@ -184,7 +184,8 @@ class NearestNeighborsModel(Model):
         row's position), ``distance`` and ``rank`` (1 = nearest), grouped by
         query in batch order, each query's rows by rank; ties in distance go
         to the smaller row id. ``k=None`` with a ``radius`` returns every
-        row within it. A query row with missing features (an image that
+        row within it. A ``k`` larger than the reference rows is cut to
+        their number, with a warning (Turi Create's behaviour). A query row with missing features (an image that
         could not be decoded) keeps one row with null ``reference_label``,
         ``distance`` and ``rank`` (one warning counts them); an empty frame
         gives an empty result.
@@ -315,12 +316,16 @@ class NearestNeighborsModel(Model):
             raise InputError(f"k must be a positive integer (or None with a radius); got {k!r}")
         available = self.num_with_features - (1 if exclude_self else 0)
         if k > available:
-            if cap_k:
-                return max(available, 1), radius
-            what = "other reference rows" if exclude_self else "reference rows"
-            raise InputError(
-                f"k={k} is larger than the {available} {what} with features; ask for at most {available}"
-            )
+            # Turi Create's behaviour, not a refusal: every row there is is the answer a user who asked
+            # for more wanted; the warning says the result is shorter than asked.
+            if not cap_k:
+                import warnings
+
+                what = "other reference rows" if exclude_self else "reference rows"
+                warnings.warn(f"k={k} is larger than the {available} {what} with features; each query gets "
+                              f"{available} neighbour(s) (ask for at most {available} to silence this)",
+                              UserWarning, stacklevel=3)
+            return max(available, 1), radius
         return int(k), radius
 
     def _search_method(self) -> str:
