@@ -62,11 +62,43 @@ def saved_frame(url: str, *, verify: bool = False, storage_options: dict | None 
         DataType(int8)
     """
     fs, folder = storage.filesystem(url, storage_options)
-    if not fs.exists(folder):
-        raise FileNotFoundError(f"no saved frame at {url!r}")
-    manifest, files = saved.checked_parts(fs, folder, url, verify=verify)
+    with storage.translated_errors(url, fs, "load a frame from"):
+        if not fs.exists(folder):
+            raise FileNotFoundError(f"no saved frame at {url!r}")
+        manifest, files = saved.checked_parts(fs, folder, url, verify=verify)
     if not files:
         return logical.InMemory(manifest.schema.empty_table())
     total = sum(p.bytes for p in manifest.parts)
     scan = logical.FileScan("parquet", fs, files, total, known_schema=manifest.schema)
-    return logical.Map(scan, blockwise.RestoreSchema(manifest.schema), "restore_schema", reads=(), writes=())
+    leaf = logical.Map(scan, blockwise.RestoreSchema(manifest.schema), "restore_schema", reads=(), writes=())
+    leaf.saved_from = (url, storage_options, tuple(files))  # what reread_saved needs to read it again
+    return leaf
+
+
+def reread_saved(node: logical.Node) -> logical.Node | None:
+    """The same plan over the current version of the saved frame it reads, or None when that frame was not replaced.
+
+    A frame loaded lazily reads its parts when a result is asked for; if a
+    save replaced the frame in between, its parts may be gone. The planner
+    then runs the plan once more over the new version, whole (a plan over
+    one saved frame through one-input steps; anything else is not retried).
+
+    Example:
+        >>> import tempfile
+        >>> from framelab.frames import Frame
+        >>> from framelab.frames.sources import reread_saved
+        >>> d = tempfile.mkdtemp()
+        >>> Frame({"x": [1]}).save(d); loaded = Frame.load(d); Frame({"x": [2]}).save(d)
+        >>> Frame._make(reread_saved(loaded._node)).to_pydict()
+        {'x': [2]}
+    """
+    found = getattr(node, "saved_from", None)
+    if found is not None:
+        url, options, files = found
+        fresh = saved_frame(url, storage_options=options)
+        same = getattr(fresh, "saved_from", (None, None, ()))[2] == files
+        return None if same or not fresh.schema().equals(node.schema()) else fresh
+    if len(node.inputs) != 1 or not hasattr(node, "input"):
+        return None
+    inner = reread_saved(node.inputs[0])
+    return None if inner is None else node.with_input(inner)
