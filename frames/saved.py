@@ -59,6 +59,8 @@ MANIFEST_FILE = "_framelab_manifest.json"
 FORMAT = "framelab.frame"
 FORMAT_VERSION = 1
 MODES = ("overwrite", "error", "append")
+# Times a load reads the manifest again when a part it lists vanished (a save replaced the frame meanwhile).
+_LIST_RETRIES = 5
 # The schema file of frames saved before manifests (framelab 0.x): removed when such a folder is replaced.
 _LEGACY_SCHEMA_FILE = "_framelab_schema.arrow"
 # The parts save() names: part-<save id>-<index>.parquet.
@@ -181,12 +183,12 @@ def checked_parts(fs: fsspec.AbstractFileSystem, folder: str, url: str, *, verif
         >>> [f.rsplit("-", 1)[-1] for f in files]
         ['00000.parquet']
     """
-    for attempt in range(2):
+    for attempt in range(_LIST_RETRIES + 1):
         try:
             return _checked_parts(fs, folder, url, verify)
         except _PartGone:
-            # Replaced while we looked? Then the manifest changed: read the new frame, whole (once).
-            if attempt == 0:
+            # Replaced while we looked? Then the manifest changed: read the new frame, whole.
+            if attempt < _LIST_RETRIES:
                 fs.invalidate_cache(folder)
                 continue
             raise

@@ -20,6 +20,10 @@ from __future__ import annotations
 from framelab.frames import blockwise, io, logical, saved, storage
 from framelab.frames.errors import check_columns
 
+# Times a read starts again on the new version of a saved frame replaced while it read: each try is one
+# manifest read and the parts' reads, so only a writer replacing the frame faster than that, every time, wins.
+READ_RETRIES = 5
+
 
 def file_scan(kind: str, url: str | list[str], storage_options: dict | None, columns: list[str] | None = None,
               union_schemas: bool = False) -> logical.Node:
@@ -80,7 +84,8 @@ def reread_saved(node: logical.Node) -> logical.Node | None:
 
     A frame loaded lazily reads its parts when a result is asked for; if a
     save replaced the frame in between, its parts may be gone. The planner
-    then runs the plan once more over the new version, whole (a plan over
+    then runs the plan again over the new version, whole (up to
+    :data:`READ_RETRIES` times) (a plan over
     one saved frame through one-input steps; anything else is not retried).
 
     Example:

@@ -5,14 +5,17 @@ Layout (format version 2)::
     my_model/
       model.json                          the format, framelab version, kind, metadata, and a
                                           manifest: each other file's name, size and sha256
-      arrays.<sha256[:16]>.safetensors    the model's numpy arrays (no pickle)
-      weights.<sha256[:16]>.pth           files a model keeps beside them (custom network weights)
+      arrays.<sha256[:8]><save id>.safetensors   the model's numpy arrays (no pickle)
+      weights.<sha256[:8]><save id>.pth          files a model keeps beside them (custom network weights)
 
-Saving is atomic. Data files are named by their content, so a save never
-overwrites a file that the current ``model.json`` lists: the folder keeps
+Saving is atomic. Data files are named by their content and the save (8 hex
+digits of each), so a save never overwrites a file that the current
+``model.json`` lists, nor one another save is writing: the folder keeps
 loading as the old model until one atomic write of ``model.json`` (a rename
 on a local disk, a single PUT on an object store, which has no rename)
-switches it to the new one; the old files are removed after that. A new
+switches it to the new one; the old files are removed after that, and only
+files that a committed version listed (:mod:`framelab.frames.commits`: two
+saves at once leave one of the two models, whole). A new
 folder on a local disk is written beside the target under a temporary name
 and renamed into place, so it is complete or absent.
 
@@ -58,7 +61,7 @@ FORMAT_VERSION = 2
 METADATA_FILE = "model.json"
 # Format version 1 (framelab before atomic saves) kept its arrays under this fixed name, unchecked.
 LEGACY_ARRAYS_FILE = "arrays.safetensors"
-ARRAYS_NAME = "arrays.safetensors"  # logical name; stored as arrays.<sha256[:16]>.safetensors
+ARRAYS_NAME = "arrays.safetensors"  # logical name; stored as arrays.<sha256[:8]><save id>.safetensors
 
 # Which class loads each kind: listed here (not read from the file) so that
 # loading never imports a module a file names.
@@ -73,7 +76,7 @@ MODEL_CLASSES = {
 
 # A file a model keeps: a plain name, never a path (no "/", no "..", no leading dot).
 _LOGICAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9]+)+$")
-# What save_model writes: <stem>.<16 hex of the sha256>.<suffixes>.
+# What save_model writes: <stem>.<8 hex of the sha256 and 8 of the save id>.<suffixes>.
 _STORED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*\.[0-9a-f]{16}(\.[A-Za-z0-9]+)+$")
 # A local write in progress: .<name>.<32 hex>.tmp
 _TEMPORARY_NAME = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
@@ -131,9 +134,10 @@ def save_model(
         if name == ARRAYS_NAME or name == METADATA_FILE or not _LOGICAL_NAME.match(str(name)):
             raise ValueError(f"a model file needs a plain name like 'weights.pth', got {name!r}")
     payload: dict[str, bytes] = {}
+    save_id = uuid.uuid4().hex[:8]  # in every name: a save never writes a file another save may be removing
     arrays_blob = save({k: np.ascontiguousarray(v) for k, v in arrays.items()})
-    arrays_entry = _store(ARRAYS_NAME, arrays_blob, payload)
-    file_entries = {name: _store(name, bytes(data), payload) for name, data in sorted(files.items())}
+    arrays_entry = _store(ARRAYS_NAME, arrays_blob, payload, save_id)
+    file_entries = {name: _store(name, bytes(data), payload, save_id) for name, data in sorted(files.items())}
     document = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -157,11 +161,11 @@ def save_model(
             _publish_in_place(fs, root, payload, document)
 
 
-def _store(name: str, data: bytes, payload: dict[str, bytes]) -> dict[str, Any]:
-    """Add ``data`` to the payload under its content-addressed name; its manifest entry."""
+def _store(name: str, data: bytes, payload: dict[str, bytes], save_id: str) -> dict[str, Any]:
+    """Add ``data`` to the payload under a name of its content and this save; its manifest entry."""
     digest = hashlib.sha256(data).hexdigest()
     stem, dot, suffix = name.partition(".")
-    stored = f"{stem}.{digest[:16]}{dot}{suffix}"
+    stored = f"{stem}.{digest[:8]}{save_id}{dot}{suffix}"
     payload[stored] = data
     return {"file": stored, "bytes": len(data), "sha256": digest}
 
