@@ -85,27 +85,39 @@ def report(
     ``action`` says what became of them ("kept with a null", "dropped"),
     ``unit`` what a row is ("file(s)", "image(s)").
 
+    Inside a job every call counts, ``failed=0`` too: the warning gives the
+    failures out of the job's total, not out of the blocks that had failures.
+
     Example:
         >>> from framelab.platform import failures
         >>> with failures.job():
         ...     failures.report("read", 0, 5)   # nothing failed: nothing is said
     """
-    if failed <= 0:
-        return
     scope = getattr(_local, "scope", None)
     if scope is not None:
         scope.setdefault(stage, _Tally()).add(failed, total, examples, action, unit)
         return
-    ledger = _worker_ledger()
+    ledger = _worker_ledger() if failed > 0 or _in_worker() else None
     if ledger is not None:
         import ray
 
         # Waited for, so the count is in before this task's result reaches the driver.
         ray.get(ledger.add.remote(stage, failed, total, list(examples)[:_EXAMPLES], action, unit))
         return
+    if failed <= 0:
+        return
     tally = _Tally()
     tally.add(failed, total, examples, action, unit)
     _warn({stage: tally})
+
+
+def _in_worker() -> bool:
+    """True inside a Ray task or actor (where a block's total goes to the ledger, even with no failure)."""
+    if "ray" not in sys.modules:
+        return False
+    import ray
+
+    return ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE
 
 
 @contextlib.contextmanager
@@ -150,6 +162,8 @@ def job() -> Iterator[None]:
 
 def _warn(tallies: dict[str, _Tally]) -> None:
     for stage, t in tallies.items():
+        if t.failed <= 0:
+            continue  # a stage that only counted its rows
         examples = "; ".join(t.examples)
         message = f"{stage}: {t.failed} of {t.total} {t.unit} failed and were {t.action}"
         warnings.warn(message + (f"; e.g. {examples}" if examples else ""), RowFailureWarning,

@@ -441,10 +441,10 @@ def read_block(
     columns["error"] = pa.array(errors, type=pa.string())
     table = pa.table(columns)
     bad = [i for i, e in enumerate(errors) if e is not None]
-    if bad:
-        action = "dropped" if options.on_error == "drop" else "kept with a null image and the reason in 'error'"
-        examples = [f"{_display_path(paths[i], protocol)}: {errors[i]}" for i in bad[:3]]
-        failures.report("read_images", len(bad), len(paths), examples, action=action, unit="file(s)")
+    action = "dropped" if options.on_error == "drop" else "kept with a null image and the reason in 'error'"
+    examples = [f"{_display_path(paths[i], protocol)}: {errors[i]}" for i in bad[:3]]
+    # Every block reports, a clean one too: the warning's total is the job's files, not those of the bad blocks.
+    failures.report("read_images", len(bad), len(paths), examples, action=action, unit="file(s)")
     if options.on_error == "drop":
         import pyarrow.compute as pc
 

@@ -207,3 +207,22 @@ def test_a_wrong_s3_secret_names_the_bucket_the_endpoint_and_the_credentials(wro
     assert f"bucket '{bucket}'" in message and endpoint in message and "credentials" in message, message
     assert "\x1b[" not in message and "Traceback" not in message and "RayTaskError" not in message
     tally.bad_input()
+
+
+def test_a_277_file_read_with_3_bad_images_warns_3_of_277(tmp_path, tally):
+    import warnings
+
+    from framelab.platform.failures import RowFailureWarning
+    from framelab.toolkits import datasets
+
+    sources = sorted(datasets.caltech101_path().rglob("*.jpg"))
+    for i in range(277):
+        data = b"not an image at all" if i in (3, 140, 270) else sources[i % len(sources)].read_bytes()
+        (tmp_path / f"{i:03d}.jpg").write_bytes(data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frame = Frame.read_images(str(tmp_path)).to_arrow()
+    messages = [str(w.message) for w in caught if issubclass(w.category, RowFailureWarning)]
+    assert len(messages) == 1 and "3 of 277 file(s) failed" in messages[0], messages
+    tally.bad_input(3)
+    tally.rows(277, frame.num_rows)
