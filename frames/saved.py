@@ -3,8 +3,9 @@
 Layout::
 
     my_frame/
-      _framelab_manifest.json             written last: the format, the Arrow schema, and each
-                                          part's file name, rows, bytes and sha256
+      _framelab_manifest.json             written last: the format, the Arrow schema, each
+                                          part's file name, rows, bytes and sha256, and the
+                                          files of earlier versions not yet removed ("replaced")
       part-<save id>-00000.parquet        the rows, in order
 
 A save writes its parts into a temporary folder beside the target (named
@@ -14,14 +15,20 @@ a new folder is renamed into place whole; otherwise the parts move into the
 folder under names no earlier save used, and one atomic write of the manifest
 (a rename on a local disk, a single PUT on an object store, which has no
 rename) is the commit. Before it the folder is the old frame, after it the
-new one; the old frame's parts are removed after that. A save that stops
-half-way leaves the old frame as it was; parts it left behind are never
-listed, so never read, and the next overwrite removes them. Of two saves to
-one path at once, the last manifest written wins.
+new one; the old frame's parts are removed after that. Two saves to one
+folder at once (a retried job beside the original) leave it as one of the
+two, whole: a save removes only files that a committed version listed and the
+current manifest does not, never another save's parts in flight (the design,
+and why not a lock: :mod:`framelab.frames.commits`). A save that fails,
+even at its commit (a full disk), removes the parts it moved in and leaves
+the old frame as it was; parts of a save killed outright are never listed,
+so never read, and a later save removes them once a day old.
 
 Loading reads exactly the parts the manifest lists, after checking that each
 is there with the size it had; a folder without a manifest, or with a part
-lost or changed, is refused naming the file and the fix.
+lost or changed, is refused naming the file and the fix. A part that vanished
+because a save replaced the frame meanwhile is not a loss: the load (and a
+lazy read of a loaded frame) starts again on the new version, whole.
 
 Example:
     >>> import os, tempfile, pyarrow as pa

@@ -87,6 +87,7 @@ def test_a_node_killed_during_the_call_raises_node_lost_and_the_call_run_again_s
         loopback_cluster.kill(worker)
         tally.fault()
         lost = driver.stdout.readline().strip()
+        print("the call reported:", lost)
         loopback_cluster.add_worker(num_cpus=2, resources={"worker": 1})
         replaced = True
         driver.stdin.write("go\n")
