@@ -22,6 +22,13 @@ _CALLS = {
         "model.query(probe, k=3)",
         "nearest_neighbors.create(frame, verbose=False).query(probe, k=3)",
     ),
+    "classifier fit": (
+        "y = (x[:, 0] > 0).astype(str)",
+        "classifier.create(Frame({'v': x, 'y': y}), target='y', max_iterations=400, validation_set=None, "
+        "seed=0, verbose=False)",
+        "classifier.create(Frame({'v': x, 'y': y}), target='y', max_iterations=5, validation_set=None, "
+        "seed=0, verbose=False)",
+    ),
     "kmeans fit": (
         "pass",
         "kmeans.create(frame, num_clusters=20, max_iterations=50, seed=0, verbose=False)",
@@ -35,7 +42,7 @@ import numpy as np
 from framelab.frames import Frame
 from framelab.platform.errors import NodeLostError
 from framelab.platform.session import connect
-from framelab.toolkits import kmeans, nearest_neighbors
+from framelab.toolkits import classifier, kmeans, nearest_neighbors
 connect({address!r})
 x = np.random.default_rng(0).normal(size=(150_000, 64)).astype(np.float32)   # 38 MB: held by shard actors
 frame = Frame({{"v": x}})
@@ -43,7 +50,8 @@ probe = Frame({{"v": x[:200]}})
 {setup}
 print("running", flush=True)
 try:
-    for _ in range(1000):
+    deadline = time.monotonic() + 120   # the test kills the node within this
+    while time.monotonic() < deadline:
         {call}
     print("never lost", flush=True)
 except NodeLostError:
@@ -97,5 +105,8 @@ def test_a_node_killed_during_the_call_raises_node_lost_and_the_call_run_again_s
         driver.kill()
         if not replaced:
             loopback_cluster.add_worker(num_cpus=2, resources={"worker": 1})
-    assert lost == "lost NodeLostError", f"{lost}\n{err[-3000:]}"
+    # A classifier fit rebuilds lost shards on the nodes left when they have room (then it may finish);
+    # what it never does is end with a Ray error.
+    expected = ("lost NodeLostError", "never lost") if call == "classifier fit" else ("lost NodeLostError",)
+    assert lost in expected, f"{lost}\n{err[-3000:]}"
     assert "rerun ok" in out, err[-3000:]
