@@ -37,18 +37,20 @@ def file_scan(kind: str, url: str | list[str], storage_options: dict | None, col
         >>> file_scan("csv", str(p), None).describe()
         'ReadCsv(1 file(s), 0.0 MB)'
     """
-    if kind == "parquet" and isinstance(url, str) and not storage.is_glob(url):
-        fs, folder = storage.filesystem(url, storage_options)
-        if saved.read_manifest(fs, folder) is not None:  # a saved frame: exactly the parts it lists
-            node = saved_frame(url, storage_options=storage_options)
-            if columns is None:
-                return node
-            check_columns(columns, node.schema().names)
-            return logical.Project(node, list(columns))
-    listing = storage.expand_paths(url, io.SUFFIXES[kind], storage_options)
-    node = logical.FileScan(kind, listing.fs, listing.files, listing.total_bytes, columns,
-                            listing.partitions, union_schemas)
-    node.schema()  # every file's schema is checked now, so a file that does not fit is named at the read
+    first = url if isinstance(url, str) else str(next(iter(url), ""))
+    with storage.translated_errors(first, storage.filesystem(first, storage_options)[0], f"read {kind} from"):
+        if kind == "parquet" and isinstance(url, str) and not storage.is_glob(url):
+            fs, folder = storage.filesystem(url, storage_options)
+            if saved.read_manifest(fs, folder) is not None:  # a saved frame: exactly the parts it lists
+                node = saved_frame(url, storage_options=storage_options)
+                if columns is None:
+                    return node
+                check_columns(columns, node.schema().names)
+                return logical.Project(node, list(columns))
+        listing = storage.expand_paths(url, io.SUFFIXES[kind], storage_options)
+        node = logical.FileScan(kind, listing.fs, listing.files, listing.total_bytes, columns,
+                                listing.partitions, union_schemas)
+        node.schema()  # every file's schema is checked now, so a file that does not fit is named at the read
     return node
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ _EXAMPLES = 3
 _local = threading.local()
 # Ledger handles by (cluster, job): a new session gets its own ledger (job ids restart in a new cluster).
 _handles: dict[str, object] = {}
+# A worker that found no ledger looks again only after this long (a lookup is a round trip to the GCS).
+_NO_LEDGER_RECHECK_S = 5.0
+_no_ledger_until: dict[str, float] = {}
 
 
 class RowFailureWarning(UserWarning):
@@ -97,7 +101,7 @@ def report(
     if scope is not None:
         scope.setdefault(stage, _Tally()).add(failed, total, examples, action, unit)
         return
-    ledger = _worker_ledger() if failed > 0 or _in_worker() else None
+    ledger = _worker_ledger(only_totals=failed <= 0) if failed > 0 or _in_worker() else None
     if ledger is not None:
         import ray
 
@@ -201,16 +205,24 @@ def _driver_ledger():
     return _handles[key]
 
 
-def _worker_ledger():
-    """The ledger from inside a Ray task or actor of the driver's job; None elsewhere."""
+def _worker_ledger(only_totals: bool = False):
+    """The ledger from inside a Ray task or actor of the driver's job; None elsewhere.
+
+    ``only_totals``: the caller has no failure to report, only a total; a
+    recent lookup that found no ledger is then trusted (a failure always looks).
+    """
     import ray
 
     if not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
         return None
     key = _session_key()
     if key not in _handles:
+        if only_totals and time.monotonic() < _no_ledger_until.get(key, 0.0):
+            return None
         try:
             _handles[key] = ray.get_actor(_LEDGER)
         except ValueError:  # the driver never opened a job: warn where we are instead
+            # Not asked again for a while: every block of such a job reports, most with nothing failed.
+            _no_ledger_until[key] = time.monotonic() + _NO_LEDGER_RECHECK_S
             return None
     return _handles[key]

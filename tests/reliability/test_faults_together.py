@@ -191,12 +191,14 @@ def wrong_secret(s3_server, tmp_path):
     return prefix, bucket, wrong, s3_server.endpoint, model
 
 
-@pytest.mark.parametrize("path", ["Frame.load", "Frame.save", "read_images", "model.save", "load_model"])
+@pytest.mark.parametrize("path", ["Frame.load", "Frame.save", "read_parquet", "read_images", "model.save",
+                                  "load_model"])
 def test_a_wrong_s3_secret_names_the_bucket_the_endpoint_and_the_credentials(wrong_secret, path, tally):
     prefix, bucket, wrong, endpoint, model = wrong_secret
     calls = {
         "Frame.load": lambda: Frame.load(f"{prefix}/frame", storage_options=wrong).to_pydict(),
         "Frame.save": lambda: Frame({"x": [2]}).save(f"{prefix}/frame2", storage_options=wrong),
+        "read_parquet": lambda: Frame.read_parquet(f"{prefix}/frame", storage_options=wrong).to_pydict(),
         "read_images": lambda: Frame.read_images(f"{prefix}/images", storage_options=wrong).to_pydict(),
         "model.save": lambda: model.save(f"{prefix}/model2", storage_options=wrong),
         "load_model": lambda: load_model(f"{prefix}/model", storage_options=wrong),
