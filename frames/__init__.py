@@ -26,6 +26,7 @@ _EXPORTS = {
     "GroupBy": ("framelab.frames.groupby", "GroupBy"),
     "InputError": ("framelab.frames.errors", "InputError"),
     "SchemaMismatchError": ("framelab.frames.errors", "SchemaMismatchError"),
+    "StorageError": ("framelab.frames.errors", "StorageError"),
     "agg": ("framelab.frames.aggregates", None),
     "vector_type": ("framelab.frames.vectors", "vector_type"),
     "vectors_from_numpy": ("framelab.frames.vectors", "vectors_from_numpy"),

@@ -73,3 +73,18 @@ def check_columns(names: Iterable[str], existing: Iterable[str]) -> None:
     missing = [n for n in names if n not in existing]
     if missing:
         raise ColumnNotFoundError(missing, existing)
+
+
+class StorageError(InputError, OSError):
+    """The store refused or could not be reached: the message names the URL, bucket, endpoint and likely cause.
+
+    An ``InputError`` (the fix is in the caller's URL, credentials or
+    endpoint) and an ``OSError``; made by
+    :func:`framelab.frames.storage.translated_errors`, with the store's own
+    error chained where the process that met it raises it.
+
+    Example:
+        >>> from framelab.frames.errors import StorageError
+        >>> isinstance(StorageError("cannot read s3://b/k"), (ValueError, OSError))
+        True
+    """

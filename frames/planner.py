@@ -179,7 +179,17 @@ def table(node: logical.Node, schema: pa.Schema | None = None) -> pa.Table:
         >>> table(Frame({"x": [1, 2]}).repartition(2)._node).num_rows
         2
     """
-    return execution.as_table(result(node), schema, label(node), known_rows(node))
+    from framelab.frames.sources import READ_RETRIES, reread_saved
+
+    for attempt in range(READ_RETRIES + 1):
+        try:
+            return execution.as_table(result(node), schema, label(node), known_rows(node))
+        except FileNotFoundError:
+            fresh = reread_saved(node)  # a loaded frame whose folder a save replaced since: read the new one, whole
+            if fresh is None or attempt == READ_RETRIES:
+                raise
+            node = fresh
+    raise AssertionError("unreachable")
 
 
 def label(node: logical.Node) -> str:

@@ -3,8 +3,9 @@
 Layout::
 
     my_frame/
-      _framelab_manifest.json             written last: the format, the Arrow schema, and each
-                                          part's file name, rows, bytes and sha256
+      _framelab_manifest.json             written last: the format, the Arrow schema, each
+                                          part's file name, rows, bytes and sha256, and the
+                                          files of earlier versions not yet removed ("replaced")
       part-<save id>-00000.parquet        the rows, in order
 
 A save writes its parts into a temporary folder beside the target (named
@@ -14,14 +15,20 @@ a new folder is renamed into place whole; otherwise the parts move into the
 folder under names no earlier save used, and one atomic write of the manifest
 (a rename on a local disk, a single PUT on an object store, which has no
 rename) is the commit. Before it the folder is the old frame, after it the
-new one; the old frame's parts are removed after that. A save that stops
-half-way leaves the old frame as it was; parts it left behind are never
-listed, so never read, and the next overwrite removes them. Of two saves to
-one path at once, the last manifest written wins.
+new one; the old frame's parts are removed after that. Two saves to one
+folder at once (a retried job beside the original) leave it as one of the
+two, whole: a save removes only files that a committed version listed and the
+current manifest does not, never another save's parts in flight (the design,
+and why not a lock: :mod:`framelab.frames.commits`). A save that fails,
+even at its commit (a full disk), removes the parts it moved in and leaves
+the old frame as it was; parts of a save killed outright are never listed,
+so never read, and a later save removes them once a day old.
 
 Loading reads exactly the parts the manifest lists, after checking that each
 is there with the size it had; a folder without a manifest, or with a part
-lost or changed, is refused naming the file and the fix.
+lost or changed, is refused naming the file and the fix. A part that vanished
+because a save replaced the frame meanwhile is not a loss: the load (and a
+lazy read of a loaded frame) starts again on the new version, whole.
 
 Example:
     >>> import os, tempfile, pyarrow as pa
@@ -37,6 +44,7 @@ Example:
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import os
@@ -50,7 +58,7 @@ from typing import Any
 import fsspec
 import pyarrow as pa
 
-from framelab.frames import storage
+from framelab.frames import commits, storage
 from framelab.frames.errors import InputError, SchemaMismatchError
 from framelab.frames.storage import sync_folder, write_atomically
 
@@ -58,6 +66,8 @@ MANIFEST_FILE = "_framelab_manifest.json"
 FORMAT = "framelab.frame"
 FORMAT_VERSION = 1
 MODES = ("overwrite", "error", "append")
+# Times a load reads the manifest again when a part it lists vanished (a save replaced the frame meanwhile).
+_LIST_RETRIES = 5
 # The schema file of frames saved before manifests (framelab 0.x): removed when such a folder is replaced.
 _LEGACY_SCHEMA_FILE = "_framelab_schema.arrow"
 # The parts save() names: part-<save id>-<index>.parquet.
@@ -80,6 +90,8 @@ class Manifest:
 
     schema: pa.Schema
     parts: tuple[Part, ...]
+    # Files of earlier committed versions not yet removed: whoever replaces this version removes them too.
+    replaced: tuple[str, ...] = ()
 
     @property
     def num_rows(self) -> int:
@@ -110,6 +122,7 @@ class Manifest:
             "columns": [f"{f.name}: {f.type}" for f in self.schema],  # for a person reading the file
             "schema": base64.b64encode(self.schema.serialize().to_pybytes()).decode("ascii"),
             "parts": [{"file": p.file, "rows": p.rows, "bytes": p.bytes, "sha256": p.sha256} for p in self.parts],
+            "replaced": list(self.replaced),
         }
         return json.dumps(document, indent=1).encode()
 
@@ -134,13 +147,14 @@ class Manifest:
             parts = tuple(
                 Part(str(p["file"]), int(p["rows"]), int(p["bytes"]), str(p["sha256"])) for p in document["parts"]
             )
+            replaced = tuple(str(name) for name in document.get("replaced", ()) if _PART_NAME.match(str(name)))
         except (ValueError, KeyError, TypeError, AttributeError, pa.ArrowInvalid) as err:
             problem = f"field {err} is missing" if isinstance(err, KeyError) else str(err)
             raise InputError(f"{where} is not a framelab frame manifest ({problem}); save the frame again") from None
         for part in parts:
             if "/" in part.file or part.file.startswith(".") or part.file in ("", ".."):
                 raise InputError(f"{where} lists {part.file!r}, which is not a file of its own folder; save the frame again")
-        return cls(schema, parts)
+        return cls(schema, parts, replaced)
 
 
 def read_manifest(fs: fsspec.AbstractFileSystem, folder: str) -> Manifest | None:
@@ -176,6 +190,23 @@ def checked_parts(fs: fsspec.AbstractFileSystem, folder: str, url: str, *, verif
         >>> [f.rsplit("-", 1)[-1] for f in files]
         ['00000.parquet']
     """
+    for attempt in range(_LIST_RETRIES + 1):
+        try:
+            return _checked_parts(fs, folder, url, verify)
+        except _PartGone:
+            # Replaced while we looked? Then the manifest changed: read the new frame, whole.
+            if attempt < _LIST_RETRIES:
+                fs.invalidate_cache(folder)
+                continue
+            raise
+    raise AssertionError("unreachable")
+
+
+class _PartGone(InputError):
+    """A part the manifest lists is missing."""
+
+
+def _checked_parts(fs: fsspec.AbstractFileSystem, folder: str, url: str, verify: bool) -> tuple[Manifest, list[str]]:
     manifest = read_manifest(fs, folder)
     if manifest is None:
         raise InputError(
@@ -187,7 +218,7 @@ def checked_parts(fs: fsspec.AbstractFileSystem, folder: str, url: str, *, verif
     for part in manifest.parts:
         path = _join(folder, part.file)
         if part.file not in sizes:
-            raise InputError(f"{path} is listed in {MANIFEST_FILE} but is missing: the saved frame lost a part "
+            raise _PartGone(f"{path} is listed in {MANIFEST_FILE} but is missing: the saved frame lost a part "
                              "(rows would be lost); restore the file or save the frame again")
         if sizes[part.file] != part.bytes:
             raise InputError(f"{path} has {sizes[part.file]} bytes, but {MANIFEST_FILE} says {part.bytes}: the part "
@@ -204,7 +235,10 @@ def save(result: Any, schema: pa.Schema, url: str, *, mode: str = "overwrite", s
 
     ``mode``: ``"overwrite"`` replaces a frame there once the new one is
     complete; ``"error"`` refuses a folder that is not empty; ``"append"``
-    adds the rows to the frame there (same columns and types).
+    adds the rows to the frame there (same columns and types). Two saves to
+    one folder at once leave it as one of the two, whole (see
+    :mod:`framelab.frames.commits`); a save that fails leaves the folder as
+    it was, and removes what it wrote.
 
     Example:
         >>> import tempfile, pyarrow as pa
@@ -220,40 +254,76 @@ def save(result: Any, schema: pa.Schema, url: str, *, mode: str = "overwrite", s
     check_choice("mode", mode, MODES)
     fs, root = storage.filesystem(url, storage_options)
     root = root.rstrip("/") or root
+    with storage.translated_errors(url, fs, "save a frame to"):
+        _save(result, schema, url, fs, root, mode)
+
+
+def _save(result: Any, schema: pa.Schema, url: str, fs: fsspec.AbstractFileSystem, root: str, mode: str) -> None:
     old, leftovers = _existing(fs, root, url, mode)
     if mode == "append" and old is not None:
         _check_same_schema(old.schema, schema, url)
     save_id = uuid.uuid4().hex[:12]
     parent, name = posixpath.split(root)
     staging = _join(parent, f"_{name}.{save_id}.framelab-tmp")
+    moved: list[str] = []
+    committed: list[bytes] = []  # the manifest's bytes, once the commit is under way
     try:
         written = _write_parts(result, schema, fs, staging)
         kept = list(old.parts) if mode == "append" and old is not None else []
         parts = kept + [Part(f"part-{save_id}-{i:05d}.parquet", rows, size, digest)
                         for i, (_, rows, size, digest) in enumerate(written)]
-        manifest = Manifest(old.schema if kept else schema, tuple(parts)).to_json()
+        manifest = Manifest(old.schema if kept else schema, tuple(parts))
         moves = [(path, _join(root, part.file)) for (path, *_), part in zip(written, parts[len(kept):])]
         if storage.protocol(fs) == "file" and not fs.exists(root):
-            _publish_new_folder(fs, staging, root, moves, manifest)
+            replaced = _publish_new_folder(fs, staging, root, moves, manifest, moved, committed)
         else:
-            _publish_in_place(fs, root, moves, manifest)
+            replaced = _publish_in_place(fs, root, moves, manifest, moved, committed)
+    except BaseException:
+        _undo(fs, root, moved, committed)
+        raise
     finally:
         with suppress(OSError, FileNotFoundError):
             if fs.exists(staging):
                 fs.rm(staging, recursive=True)
-    if mode != "append":
-        listed = {p.file for p in parts}
-        # The replaced frame's parts, an older framelab's files, and parts a crashed save moved in but never listed.
-        crashed = [p for p in fs.ls(root, detail=False) if _PART_NAME.match(posixpath.basename(p.rstrip("/")))]
-        _remove_stale(fs, [_join(root, p.file) for p in (old.parts if old else ())] + leftovers + crashed, listed)
+    # What committed versions listed: the one this save replaced (read at its start and again just before its
+    # commit), an older framelab's files, and this save's own parts when a later commit replaced them already.
+    garbage = [p.file for p in (old.parts if old else ())] + list(old.replaced if old else ()) + list(replaced)
+    garbage += [posixpath.basename(p) for p in leftovers]
+    current = _current_files(fs, root)
+    if current is None:
+        return  # the manifest cannot be read now: nothing is provably garbage
+    if not {p.file for p in parts} <= current:
+        garbage += [p.file for p in parts]
+    _remove_stale(fs, root, (current, garbage))
 
 
-def _remove_stale(fs: fsspec.AbstractFileSystem, paths: list[str], listed: set[str]) -> None:
-    """Remove the replaced frame's files (after the commit: a reader of the new manifest never needs them)."""
-    for path in paths:
-        if posixpath.basename(path) not in listed:
-            with suppress(OSError, FileNotFoundError):
-                fs.rm_file(path)
+def _remove_stale(fs: fsspec.AbstractFileSystem, root: str, listing: tuple[set[str], list[str]]) -> None:
+    """After the commit: remove what committed versions listed and the current one does not (a reader of the new
+    manifest never needs them), and crashed saves' parts once they are old enough to be nobody's save in flight."""
+    current, garbage = listing
+    commits.collect(fs, root, current, garbage, is_ours=lambda name: bool(_PART_NAME.match(name)))
+
+
+def _current_files(fs: fsspec.AbstractFileSystem, root: str) -> set[str] | None:
+    """The parts the folder's manifest lists now (None when it cannot be read: then nothing is removed but ours)."""
+    try:
+        manifest = read_manifest(fs, root)
+    except (OSError, InputError):
+        return None
+    return {p.file for p in manifest.parts} if manifest is not None else None
+
+
+def _undo(fs: fsspec.AbstractFileSystem, root: str, moved: list[str], committed: list[bytes]) -> None:
+    """A save that failed removes the parts it moved in, unless its manifest was committed after all
+    (an object store may store a PUT whose reply was lost)."""
+    if not moved:
+        return
+    with suppress(Exception):
+        if committed and fs.cat_file(_join(root, MANIFEST_FILE)) == committed[0]:
+            return
+    for path in moved:
+        with suppress(Exception):
+            fs.rm_file(path)
 
 
 def _existing(fs: fsspec.AbstractFileSystem, root: str, url: str, mode: str) -> tuple[Manifest | None, list[str]]:
@@ -355,11 +425,13 @@ class _WritePart:
 
 
 def _publish_new_folder(fs: fsspec.AbstractFileSystem, staging: str, root: str, moves: list[tuple[str, str]],
-                        manifest: bytes) -> None:
-    """A new local folder: name the parts, add the manifest, and rename the whole staging folder into place."""
+                        manifest: Manifest, moved: list[str], committed: list[bytes]) -> tuple[str, ...]:
+    """A new local folder: name the parts, add the manifest, and rename the whole staging folder into place.
+
+    Returns the parts of the version it replaced (none, unless another save made the folder first)."""
     for source, target in moves:
         os.replace(source, _join(staging, posixpath.basename(target)))
-    write_atomically(fs, _join(staging, MANIFEST_FILE), manifest)
+    write_atomically(fs, _join(staging, MANIFEST_FILE), manifest.to_json())
     sync_folder(staging)
     try:
         os.rename(staging, root)
@@ -367,27 +439,41 @@ def _publish_new_folder(fs: fsspec.AbstractFileSystem, staging: str, root: str, 
         if not os.path.isdir(root):
             raise
         # Another save made the folder first: publish into it the in-place way.
-        moved = [(_join(staging, posixpath.basename(t)), t) for _, t in moves]
-        _publish_in_place(fs, root, moved, manifest)
-        return
+        staged = [(_join(staging, posixpath.basename(t)), t) for _, t in moves]
+        return _publish_in_place(fs, root, staged, manifest, moved, committed)
     sync_folder(posixpath.dirname(root))
+    return ()
 
 
-def _publish_in_place(fs: fsspec.AbstractFileSystem, root: str, moves: list[tuple[str, str]], manifest: bytes) -> None:
-    """Move the parts in under new names, then write the manifest: the commit."""
+def _publish_in_place(fs: fsspec.AbstractFileSystem, root: str, moves: list[tuple[str, str]], manifest: Manifest,
+                      moved: list[str], committed: list[bytes]) -> tuple[str, ...]:
+    """Move the parts in under new names, then write the manifest: the commit.
+
+    ``moved`` collects each part as it lands, so a failed save can remove
+    them. Returns the parts of the version the commit replaced, as read just
+    before it (a save that committed since this one started included)."""
     fs.makedirs(root, exist_ok=True)
     for source, target in moves:
         if storage.protocol(fs) == "file":
             os.replace(source, target)
         else:
             fs.mv(source, target)  # an object store copies on the server; no bytes pass through here
-    write_atomically(fs, _join(root, MANIFEST_FILE), manifest)
+        moved.append(target)
+    try:
+        replaced = read_manifest(fs, root)
+    except InputError:
+        replaced = None  # a damaged manifest: its parts are not known, so none is removed
+    earlier = [p.file for p in replaced.parts] + list(replaced.replaced) if replaced is not None else []
+    if earlier:  # carried in the new manifest until removed, so a save stopped before its clean-up loses nothing
+        present = {posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False)}
+        listed = {p.file for p in manifest.parts}
+        manifest = dataclasses.replace(manifest, replaced=tuple(dict.fromkeys(
+            f for f in earlier if f in present and f not in listed)))
+    committed.append(manifest.to_json())
+    write_atomically(fs, _join(root, MANIFEST_FILE), committed[0])
     if storage.protocol(fs) == "file":
         sync_folder(root)
-
-
-
-
+    return tuple(earlier)
 
 
 def _sha256(fs: fsspec.AbstractFileSystem, path: str) -> str:

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import stat
@@ -358,3 +359,125 @@ def sync_folder(path: str) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+# botocore's error codes (and HTTP statuses) that mean the credentials were refused or lack a permission.
+_DENIED_CODES = ("AccessDenied", "Forbidden", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                 "InvalidToken", "ExpiredToken", "AllAccessDisabled", "AccountProblem")
+# errno values of a full or read-only local disk.
+_DISK_ERRNOS = (28, 122, 30)  # ENOSPC, EDQUOT, EROFS
+
+
+def storage_failure(err: BaseException) -> str | None:
+    """The likely cause of a storage error, in words, or None when it is not a fault of the store or its access.
+
+    A missing file is not translated here (readers name it themselves).
+
+    Example:
+        >>> from framelab.frames.storage import storage_failure
+        >>> storage_failure(PermissionError("Forbidden"))[:33]
+        'the store refused the credentials'
+        >>> storage_failure(FileNotFoundError("x")) is None
+        True
+    """
+    from framelab.frames.errors import StorageError
+
+    if isinstance(err, StorageError) or isinstance(err, FileNotFoundError):
+        return None
+    names = {type(e).__name__ for e in _chain(err)}
+    text = " ".join(str(e) for e in _chain(err))
+    if names & {"NoCredentialsError", "PartialCredentialsError"}:
+        return "no credentials were found: pass key and secret in storage_options, or set AWS_ACCESS_KEY_ID and " \
+               "AWS_SECRET_ACCESS_KEY"
+    if "NoSuchBucket" in text:
+        return "the bucket does not exist on this endpoint: check the bucket name and endpoint_url"
+    if isinstance(err, PermissionError) or any(code in text for code in _DENIED_CODES):
+        return ("the store refused the credentials or they lack permission: check the key and secret "
+                "(storage_options or the AWS_* environment variables) and the bucket's policy")
+    if isinstance(err, (ConnectionError, TimeoutError)) or names & {
+        "EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError", "ServerDisconnectedError",
+        "ConnectionClosedError", "ReadTimeoutError",
+    }:
+        return "the endpoint cannot be reached: check endpoint_url, the network, and that the server is running"
+    if isinstance(err, OSError) and err.errno in _DISK_ERRNOS:
+        return f"the disk is full or read-only ({os.strerror(err.errno)}): free space or choose another place"
+    return None
+
+
+def describe_failure(url: str, fs: fsspec.AbstractFileSystem | None, action: str, err: BaseException) -> str | None:
+    """The message framelab gives for a storage fault meeting ``action`` on ``url`` (None: not a storage fault).
+
+    Example:
+        >>> from framelab.frames.storage import describe_failure
+        >>> print(describe_failure("s3://photos/cats", None, "read", PermissionError("Forbidden")))  # doctest: +ELLIPSIS
+        cannot read s3://photos/cats (bucket 'photos', key 'cats', endpoint: the AWS default): the store refused ...
+    """
+    cause = storage_failure(err)
+    if cause is None:
+        return None
+    kind = url_protocol(str(url))
+    if kind == "file":
+        where = ""
+        if isinstance(err, PermissionError):
+            cause = "permission denied on the local disk: check the folder's owner and permissions"
+    else:
+        bucket, _, key = str(url).split("://", 1)[1].partition("/")
+        where = f" (bucket {bucket!r}, key {key!r}, endpoint: {_endpoint(fs)})"
+    original = f"{type(err).__name__}: {str(err).strip()}"[:300]
+    return f"cannot {action} {url}{where}: {cause} [{original}]"
+
+
+@contextlib.contextmanager
+def translated_errors(url: str, fs: fsspec.AbstractFileSystem | None, action: str) -> Iterator[None]:
+    """Run a block whose storage faults are raised as one :class:`~framelab.frames.errors.StorageError`
+    naming the URL (bucket and key), the endpoint and the likely cause, with the store's error chained.
+
+    The one place storage errors are translated: every reader and writer of
+    frames, images and models wraps its work (in the driver, and in a Ray task,
+    where the error is surfaced to the caller as itself).
+
+    Example:
+        >>> from framelab.frames.storage import translated_errors
+        >>> with translated_errors("s3://b/f", None, "load a frame from"):
+        ...     raise PermissionError("Forbidden")   # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        framelab.frames.errors.StorageError: cannot load a frame from s3://b/f (bucket 'b', key 'f', endpoint: ...
+    """
+    from framelab.frames.errors import StorageError
+
+    try:
+        yield
+    except Exception as err:  # noqa: BLE001 - only storage faults are translated; everything else is re-raised
+        message = describe_failure(url, fs, action, _innermost_storage_error(err))
+        if message is None:
+            raise
+        raise StorageError(message) from err
+
+
+def _innermost_storage_error(err: BaseException) -> BaseException:
+    """The store's own error inside wrappers (Ray's, or an error raised while handling it)."""
+    for e in _chain(err):
+        if storage_failure(e) is not None and not type(e).__module__.startswith("ray"):
+            return e
+    return err
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = err
+    while current is not None and current not in seen and len(seen) < 20:
+        seen.append(current)
+        inner = getattr(current, "cause", None)
+        current = inner if isinstance(inner, BaseException) else (current.__cause__ or current.__context__)
+    return seen
+
+
+def _endpoint(fs: fsspec.AbstractFileSystem | None) -> str:
+    """The endpoint URL a filesystem talks to, or the default its protocol implies."""
+    found = None
+    if fs is not None:
+        found = getattr(fs, "endpoint_url", None) or (getattr(fs, "client_kwargs", None) or {}).get("endpoint_url")
+        found = found or (getattr(fs, "storage_options", None) or {}).get("endpoint_url")
+        found = found or ((getattr(fs, "storage_options", None) or {}).get("client_kwargs") or {}).get("endpoint_url")
+    return str(found) if found else "the AWS default"

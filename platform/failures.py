@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ _EXAMPLES = 3
 _local = threading.local()
 # Ledger handles by (cluster, job): a new session gets its own ledger (job ids restart in a new cluster).
 _handles: dict[str, object] = {}
+# A worker that found no ledger looks again only after this long (a lookup is a round trip to the GCS).
+_NO_LEDGER_RECHECK_S = 5.0
+_no_ledger_until: dict[str, float] = {}
 
 
 class RowFailureWarning(UserWarning):
@@ -85,27 +89,39 @@ def report(
     ``action`` says what became of them ("kept with a null", "dropped"),
     ``unit`` what a row is ("file(s)", "image(s)").
 
+    Inside a job every call counts, ``failed=0`` too: the warning gives the
+    failures out of the job's total, not out of the blocks that had failures.
+
     Example:
         >>> from framelab.platform import failures
         >>> with failures.job():
         ...     failures.report("read", 0, 5)   # nothing failed: nothing is said
     """
-    if failed <= 0:
-        return
     scope = getattr(_local, "scope", None)
     if scope is not None:
         scope.setdefault(stage, _Tally()).add(failed, total, examples, action, unit)
         return
-    ledger = _worker_ledger()
+    ledger = _worker_ledger(only_totals=failed <= 0) if failed > 0 or _in_worker() else None
     if ledger is not None:
         import ray
 
         # Waited for, so the count is in before this task's result reaches the driver.
         ray.get(ledger.add.remote(stage, failed, total, list(examples)[:_EXAMPLES], action, unit))
         return
+    if failed <= 0:
+        return
     tally = _Tally()
     tally.add(failed, total, examples, action, unit)
     _warn({stage: tally})
+
+
+def _in_worker() -> bool:
+    """True inside a Ray task or actor (where a block's total goes to the ledger, even with no failure)."""
+    if "ray" not in sys.modules:
+        return False
+    import ray
+
+    return ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE
 
 
 @contextlib.contextmanager
@@ -150,6 +166,8 @@ def job() -> Iterator[None]:
 
 def _warn(tallies: dict[str, _Tally]) -> None:
     for stage, t in tallies.items():
+        if t.failed <= 0:
+            continue  # a stage that only counted its rows
         examples = "; ".join(t.examples)
         message = f"{stage}: {t.failed} of {t.total} {t.unit} failed and were {t.action}"
         warnings.warn(message + (f"; e.g. {examples}" if examples else ""), RowFailureWarning,
@@ -187,16 +205,24 @@ def _driver_ledger():
     return _handles[key]
 
 
-def _worker_ledger():
-    """The ledger from inside a Ray task or actor of the driver's job; None elsewhere."""
+def _worker_ledger(only_totals: bool = False):
+    """The ledger from inside a Ray task or actor of the driver's job; None elsewhere.
+
+    ``only_totals``: the caller has no failure to report, only a total; a
+    recent lookup that found no ledger is then trusted (a failure always looks).
+    """
     import ray
 
     if not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
         return None
     key = _session_key()
     if key not in _handles:
+        if only_totals and time.monotonic() < _no_ledger_until.get(key, 0.0):
+            return None
         try:
             _handles[key] = ray.get_actor(_LEDGER)
         except ValueError:  # the driver never opened a job: warn where we are instead
+            # Not asked again for a while: every block of such a job reports, most with nothing failed.
+            _no_ledger_until[key] = time.monotonic() + _NO_LEDGER_RECHECK_S
             return None
     return _handles[key]

@@ -39,8 +39,10 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any
@@ -177,8 +179,11 @@ class ShardedArrays:
         from framelab.platform.resources import cluster_cpus, node_strategies
 
         # More shards than CPUs must still all start (or the first map would
-        # wait forever): they then share the CPUs.
-        cpus_per_shard = min(cpus_per_shard, max(cluster_cpus(), 0.01) / num_shards)
+        # wait forever): they then share the CPUs. CPUs that live shard pools
+        # of this session keep (a model's resident shards, 0.01 CPU each) are
+        # not free: a fit sized to the whole cluster would wait on them forever.
+        free = max(cluster_cpus() - _held_cpus(), 0.01)
+        cpus_per_shard = min(cpus_per_shard, free / num_shards)
         shard_cls = ray.remote(_Shard)
         threads = threads_per_shard if threads_per_shard is not None else threads_for(cpus_per_shard)
 
@@ -188,12 +193,17 @@ class ShardedArrays:
             ).remote(threads)
 
         self._new_actor = new_actor
-        self._actors = [new_actor(s) for s in node_strategies(num_shards)]
+        self._actors = [new_actor(s) for s in _placeable(node_strategies(num_shards))]
+        self._held = cpus_per_shard * num_shards
+        # Until closed, or collected with the model that held it (its actors then go too).
+        self._live_key = next(_POOL_KEYS)
+        _LIVE[self._live_key] = self._held
+        weakref.finalize(self, _LIVE.pop, self._live_key, None)
         self._restart_counts = [0] * num_shards
         if max_restarts:
             self._block_refs = block_refs
         try:
-            self.nodes: list[str] = ray.get([a.node_id.remote() for a in self._actors])
+            self.nodes: list[str] = _started([a.node_id.remote() for a in self._actors], num_shards, self._held)
             self.assignment = _assign_blocks(sizes, self.nodes)
             lengths = self._each(
                 lambda a, k: a.fetch.remote([block_refs[i] for i in self.assignment[k]]), _NEW
@@ -287,7 +297,7 @@ class ShardedArrays:
             self.restarts += 1
             with suppress(Exception):  # already dead, or unreachable with its node
                 ray.kill(self._actors[k])
-            actor = self._actors[k] = self._new_actor()
+            actor = self._actors[k] = self._new_actor(_placeable(["SPREAD"])[0])
             blocks = self.assignment[k]
             placed, _ = ray.wait([actor.node_id.remote()], timeout=_REPLACEMENT_WAIT_S)
             if not placed:
@@ -350,10 +360,11 @@ class ShardedArrays:
             ...     s.get(s.submit(len))
             [3]
         """
-        return _get(list(refs))
+        return _get(list(refs), None if self._local is not None else self.nodes, len(self._actors or []) or None)
 
     def close(self) -> None:
         """Stop the actors and free their memory (also done on ``with`` exit)."""
+        _LIVE.pop(getattr(self, "_live_key", None), None)
         for actor in self._actors or []:
             ray.kill(actor)
         self._actors = None
@@ -425,13 +436,130 @@ def _get(refs: list, nodes: list[str] | None = None, shards: int | None = None,
                 if dead:
                     raise NodeLostError(_lost_message(len(dead), shards or len(nodes), f"node {dead[0]} died"))
         return ray.get(refs)
-    except ray.exceptions.RayTaskError:
-        # Errors about the user's data (raised by validation inside a shard)
-        # must read like the same error raised locally, not a Ray traceback.
-        with surfaced_errors():
-            raise
-    except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as err:
-        raise NodeLostError(_lost_message(1, shards or len(nodes or refs), _first_line(err))) from None
+    except Exception as err:
+        lost = node_loss(err)
+        if lost is not None:
+            _suspect(nodes or [])
+            raise NodeLostError(_lost_message(1, shards or len(nodes or refs), _first_line(lost))) from None
+        if isinstance(err, ray.exceptions.RayTaskError):
+            # Errors about the user's data (raised by validation inside a shard)
+            # must read like the same error raised locally, not a Ray traceback.
+            with surfaced_errors():
+                raise
+        raise
+
+
+# CPUs held by the live shard pools of this process, by pool: what a new pool may not count as free.
+_LIVE: dict[int, float] = {}
+_POOL_KEYS = itertools.count()
+# How long a new pool's actors may wait for room before the wait is reported, naming what holds the CPUs.
+_START_WAIT_S = 300.0
+
+
+def _held_cpus() -> float:
+    """CPUs the live shard pools of this process hold (a model's resident shards among them)."""
+    return sum(_LIVE.values())
+
+
+def _started(refs: list, num_shards: int, wanted: float) -> list:
+    """The node of each new actor; a pool that found no room within ``_START_WAIT_S`` fails naming the holders."""
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=_START_WAIT_S)
+    if len(ready) < len(refs):
+        held = _held_cpus() - wanted
+        raise RuntimeError(
+            f"{len(refs) - len(ready)} of {num_shards} shard actor(s) found no room in {_START_WAIT_S:.0f} s: "
+            f"the pool asks for {wanted:.2f} CPU; {len(_LIVE) - 1} other live shard pool(s) of this session "
+            f"(models kept alive, fits running) hold {held:.2f} CPU, and Ray reports "
+            f"{ray.available_resources().get('CPU', 0.0):.2f} of {ray.cluster_resources().get('CPU', 0.0):.0f} "
+            "CPU free. Close or delete the models you no longer need, or add CPUs"
+        )
+    return _get(refs, shards=num_shards)
+
+
+# Every way Ray reports that an actor, a worker, an object or a node is gone: a task that awaited one
+# gets it wrapped in RayTaskError (RayTaskError(ActorUnavailableError), a raw ActorDiedError, ...).
+_LOSS_TYPES = tuple(getattr(ray.exceptions, name) for name in (
+    "RayActorError", "ActorDiedError", "ActorUnavailableError", "ObjectLostError", "OwnerDiedError",
+    "NodeDiedError", "WorkerCrashedError", "LocalRayletDiedError", "ObjectFetchTimedOutError",
+) if hasattr(ray.exceptions, name))
+
+
+def node_loss(err: BaseException) -> BaseException | None:
+    """The error inside ``err`` (Ray's wrappers unwrapped) that says an actor, worker or node was lost, or None.
+
+    Example:
+        >>> import ray
+        >>> from framelab.platform.sharded import node_loss
+        >>> type(node_loss(ray.exceptions.ActorUnavailableError("unreachable", None))).__name__
+        'ActorUnavailableError'
+        >>> node_loss(ValueError("bad input")) is None
+        True
+    """
+    seen: list[BaseException] = []
+    current: BaseException | None = err
+    while current is not None and current not in seen and len(seen) < 20:
+        seen.append(current)
+        if isinstance(current, _LOSS_TYPES):
+            return current
+        inner = getattr(current, "cause", None)
+        current = inner if isinstance(inner, BaseException) else (current.__cause__ or current.__context__)
+    return None
+
+
+# Nodes a shard was lost on that Ray still lists alive: its health checks take tens of seconds to mark a
+# dead node dead, and meanwhile an actor placed there never starts. A call run again places nothing on them.
+_SUSPECT_NODES: set[str] = set()
+# How long a node may take to run a trivial task before it counts as unreachable.
+_PROBE_S = 3.0
+
+
+def _responsive(nodes: Sequence[str]) -> set[str]:
+    """The nodes of ``nodes`` that ran a trivial task within ``_PROBE_S``."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    if not nodes:
+        return set()
+    probe = ray.remote(num_cpus=0, max_retries=0)(_node_id)
+    refs = {probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(): n
+            for n in nodes}
+    ready, pending = ray.wait(list(refs), num_returns=len(refs), timeout=_PROBE_S)
+    for ref in pending:
+        with suppress(Exception):
+            ray.cancel(ref, force=True)
+    answered = set()
+    for ref in ready:
+        with suppress(Exception):
+            ray.get(ref)
+            answered.add(refs[ref])
+    return answered
+
+
+def _node_id() -> str:
+    return ray.get_runtime_context().get_node_id()
+
+
+def _suspect(nodes: Sequence[str]) -> None:
+    """After a loss: remember which of the shards' nodes no longer answer, though Ray may list them alive."""
+    with suppress(Exception):
+        alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+        listed = sorted(set(nodes) & alive)
+        _SUSPECT_NODES.update(set(listed) - _responsive(listed))
+
+
+def _placeable(strategies: list[Any]) -> list[Any]:
+    """``strategies`` with every node a shard was lost on and that still does not answer replaced by one that does."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    if not _SUSPECT_NODES:
+        return strategies
+    nodes = {n["NodeID"]: n for n in ray.nodes() if n.get("Alive")}
+    _SUSPECT_NODES.intersection_update(nodes)  # a node Ray has marked dead needs no watching: nothing goes there
+    _SUSPECT_NODES.difference_update(_responsive(sorted(_SUSPECT_NODES)))  # back, or never gone
+    healthy = sorted(n for n, info in nodes.items()
+                     if n not in _SUSPECT_NODES and info.get("Resources", {}).get("CPU", 0) > 0)
+    if not _SUSPECT_NODES or not healthy:
+        return strategies
+    return [NodeAffinitySchedulingStrategy(healthy[i % len(healthy)], soft=True) for i in range(len(strategies))]
 
 
 def _lost_message(lost: int, total: int, why: str) -> str:

@@ -5,14 +5,17 @@ Layout (format version 2)::
     my_model/
       model.json                          the format, framelab version, kind, metadata, and a
                                           manifest: each other file's name, size and sha256
-      arrays.<sha256[:16]>.safetensors    the model's numpy arrays (no pickle)
-      weights.<sha256[:16]>.pth           files a model keeps beside them (custom network weights)
+      arrays.<sha256[:8]><save id>.safetensors   the model's numpy arrays (no pickle)
+      weights.<sha256[:8]><save id>.pth          files a model keeps beside them (custom network weights)
 
-Saving is atomic. Data files are named by their content, so a save never
-overwrites a file that the current ``model.json`` lists: the folder keeps
+Saving is atomic. Data files are named by their content and the save (8 hex
+digits of each), so a save never overwrites a file that the current
+``model.json`` lists, nor one another save is writing: the folder keeps
 loading as the old model until one atomic write of ``model.json`` (a rename
 on a local disk, a single PUT on an object store, which has no rename)
-switches it to the new one; the old files are removed after that. A new
+switches it to the new one; the old files are removed after that, and only
+files that a committed version listed (:mod:`framelab.frames.commits`: two
+saves at once leave one of the two models, whole). A new
 folder on a local disk is written beside the target under a temporary name
 and renamed into place, so it is complete or absent.
 
@@ -49,8 +52,9 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from framelab.frames import commits
 from framelab.frames.errors import FramelabError, InputError
-from framelab.frames.storage import sync_folder, write_atomically
+from framelab.frames.storage import sync_folder, translated_errors, write_atomically
 from framelab.platform.client import on_cluster
 
 FORMAT = "framelab.model"
@@ -58,7 +62,7 @@ FORMAT_VERSION = 2
 METADATA_FILE = "model.json"
 # Format version 1 (framelab before atomic saves) kept its arrays under this fixed name, unchecked.
 LEGACY_ARRAYS_FILE = "arrays.safetensors"
-ARRAYS_NAME = "arrays.safetensors"  # logical name; stored as arrays.<sha256[:16]>.safetensors
+ARRAYS_NAME = "arrays.safetensors"  # logical name; stored as arrays.<sha256[:8]><save id>.safetensors
 
 # Which class loads each kind: listed here (not read from the file) so that
 # loading never imports a module a file names.
@@ -73,7 +77,7 @@ MODEL_CLASSES = {
 
 # A file a model keeps: a plain name, never a path (no "/", no "..", no leading dot).
 _LOGICAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9]+)+$")
-# What save_model writes: <stem>.<16 hex of the sha256>.<suffixes>.
+# What save_model writes: <stem>.<8 hex of the sha256 and 8 of the save id>.<suffixes>.
 _STORED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*\.[0-9a-f]{16}(\.[A-Za-z0-9]+)+$")
 # A local write in progress: .<name>.<32 hex>.tmp
 _TEMPORARY_NAME = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
@@ -131,9 +135,10 @@ def save_model(
         if name == ARRAYS_NAME or name == METADATA_FILE or not _LOGICAL_NAME.match(str(name)):
             raise ValueError(f"a model file needs a plain name like 'weights.pth', got {name!r}")
     payload: dict[str, bytes] = {}
+    save_id = uuid.uuid4().hex[:8]  # in every name: a save never writes a file another save may be removing
     arrays_blob = save({k: np.ascontiguousarray(v) for k, v in arrays.items()})
-    arrays_entry = _store(ARRAYS_NAME, arrays_blob, payload)
-    file_entries = {name: _store(name, bytes(data), payload) for name, data in sorted(files.items())}
+    arrays_entry = _store(ARRAYS_NAME, arrays_blob, payload, save_id)
+    file_entries = {name: _store(name, bytes(data), payload, save_id) for name, data in sorted(files.items())}
     document = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -148,24 +153,25 @@ def save_model(
     except (TypeError, ValueError) as err:
         raise InputError(f"cannot save the model: its metadata is not plain JSON ({err})") from None
     fs, root = _filesystem(url, storage_options)
-    if fs.isfile(root):
-        raise InputError(f"cannot save a model at {url!r}: it is a file; pass a folder path")
-    if _is_local(fs) and not fs.exists(root):
-        _publish_new_folder(fs, root, payload, text)
-    else:
-        _publish_in_place(fs, root, payload, text)
+    with translated_errors(str(url), fs, "save a model to"):
+        if fs.isfile(root):
+            raise InputError(f"cannot save a model at {url!r}: it is a file; pass a folder path")
+        if _is_local(fs) and not fs.exists(root):
+            _publish_new_folder(fs, root, payload, document, text)
+        else:
+            _publish_in_place(fs, root, payload, document)
 
 
-def _store(name: str, data: bytes, payload: dict[str, bytes]) -> dict[str, Any]:
-    """Add ``data`` to the payload under its content-addressed name; its manifest entry."""
+def _store(name: str, data: bytes, payload: dict[str, bytes], save_id: str) -> dict[str, Any]:
+    """Add ``data`` to the payload under a name of its content and this save; its manifest entry."""
     digest = hashlib.sha256(data).hexdigest()
     stem, dot, suffix = name.partition(".")
-    stored = f"{stem}.{digest[:16]}{dot}{suffix}"
+    stored = f"{stem}.{digest[:8]}{save_id}{dot}{suffix}"
     payload[stored] = data
     return {"file": stored, "bytes": len(data), "sha256": digest}
 
 
-def _publish_new_folder(fs, root: str, payload: dict[str, bytes], text: bytes) -> None:
+def _publish_new_folder(fs, root: str, payload: dict[str, bytes], document: dict, text: bytes) -> None:
     """Write the whole folder under a temporary sibling name, then rename it into place."""
     parent, name = os.path.split(os.path.abspath(root))
     os.makedirs(parent, exist_ok=True)
@@ -182,39 +188,83 @@ def _publish_new_folder(fs, root: str, payload: dict[str, bytes], text: bytes) -
         if not os.path.isdir(root):
             raise
         # Another save created the folder first: replace its model the in-place way.
-        _publish_in_place(fs, root, payload, text)
+        _publish_in_place(fs, root, payload, document)
         return
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     sync_folder(parent)
 
 
-def _publish_in_place(fs, root: str, payload: dict[str, bytes], text: bytes) -> None:
-    """Add the new data files beside the old ones, switch model.json, then remove what it no longer lists."""
+def _publish_in_place(fs, root: str, payload: dict[str, bytes], document: dict) -> None:
+    """Add the new data files beside the old ones, switch model.json (the commit), then remove what is provably
+    garbage (see :mod:`framelab.frames.commits`): never another save's files in flight. A save that fails
+    removes the files it wrote, so the next save finds the room it had."""
     fs.makedirs(root, exist_ok=True)
-    for stored, data in payload.items():
-        write_atomically(fs, _join(root, stored), data)
-    write_atomically(fs, _join(root, METADATA_FILE), text)  # the commit: before it the old model, after it the new
+    written: list[str] = []
+    committed: list[bytes] = []
+    earlier: list[str] = []
+    try:
+        for stored, data in payload.items():
+            write_atomically(fs, _join(root, stored), data)
+            written.append(stored)
+        previous = _listed_now(fs, root)
+        earlier = list(previous[0] | set(previous[1])) if previous is not None else []
+        if earlier:  # carried in model.json until removed, so a save stopped before its clean-up loses nothing
+            present = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)}
+            document = {**document, "replaced": sorted(f for f in earlier if f in present and f not in payload)}
+        committed.append(json.dumps(document, indent=1, allow_nan=False).encode())
+        write_atomically(fs, _join(root, METADATA_FILE), committed[0])  # the commit: before it the old model
+    except BaseException:
+        _undo(fs, root, written, committed)
+        raise
     if _is_local(fs):
         sync_folder(root)
-    _remove_stale(fs, root, keep=set(payload))
+    current = _listed_now(fs, root)
+    if current is None:
+        return  # model.json cannot be read now: nothing is provably garbage
+    garbage = earlier + ([] if set(payload) <= current[0] else list(payload))  # ours, when a later commit won
+    _remove_stale(fs, root, (current[0], garbage))
 
 
-
-
-
-
-
-
-def _remove_stale(fs, root: str, keep: set[str]) -> None:
-    """Remove data files and temporary files of earlier saves (only names save_model writes)."""
+def _listed_now(fs, root: str) -> tuple[set[str], list[str]] | None:
+    """(the files model.json lists now, the earlier versions' files it carries), or None when it cannot be read."""
     try:
-        names = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)]
-    except OSError:
+        document = json.loads(fs.cat_file(_join(root, METADATA_FILE)))
+        if document.get("format_version") == 1:
+            return {LEGACY_ARRAYS_FILE}, []
+        listed = {document["arrays"]["file"]} | {e["file"] for e in (document.get("files") or {}).values()}
+        replaced = [str(n) for n in document.get("replaced", []) if _STORED_NAME.match(str(n))]
+        return {str(n) for n in listed}, replaced
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _undo(fs, root: str, written: list[str], committed: list[bytes]) -> None:
+    """A failed save removes the data files it wrote, unless its model.json was stored after all or the
+    current model.json lists them (the same content as the model there)."""
+    if not written:
         return
-    for name in names:
-        stale = (_STORED_NAME.match(name) and name not in keep) or name == LEGACY_ARRAYS_FILE
-        if stale or (_is_local(fs) and _TEMPORARY_NAME.match(name)):
-            with suppress(OSError):
+    with suppress(Exception):
+        if committed and fs.cat_file(_join(root, METADATA_FILE)) == committed[0]:
+            return
+    current = _listed_now(fs, root)
+    for name in written:
+        if current is None or name not in current[0]:
+            with suppress(Exception):
                 fs.rm_file(_join(root, name))
+
+
+def _remove_stale(fs, root: str, listing: tuple[set[str], list[str]]) -> None:
+    """Remove earlier versions' data files the current model.json does not list, and leftovers of crashed saves
+    (only names save_model writes) once they are old enough to be nobody's save in flight."""
+    current, garbage = listing
+    local = _is_local(fs)
+
+    def is_ours(name: str) -> bool:
+        return bool(_STORED_NAME.match(name) or name == LEGACY_ARRAYS_FILE or (local and _TEMPORARY_NAME.match(name)))
+
+    commits.collect(fs, root, current, garbage, is_ours)
 
 
 # ------------------------------------------------------------------ loading
@@ -370,7 +420,11 @@ def read_saved(url: str, storage_options: dict | None = None, *, allow_external:
         ('example', 2, ['w'])
     """
     fs, root = _filesystem(url, storage_options)
-    base = str(url).rstrip("/")
+    with translated_errors(str(url), fs, "load a model from"):
+        return _read_saved(fs, root, str(url).rstrip("/"), allow_external)
+
+
+def _read_saved(fs, root: str, base: str, allow_external: bool) -> SavedModel:
     for attempt in range(_RETRIES):
         raw = _read_metadata_bytes(fs, root, base)
         document = _parse_document(base, raw)

@@ -181,7 +181,8 @@ def image_scan(paths: str | Sequence[str], options: ReadOptions) -> DatasetScan:
 
     roots = _check_paths(paths)
     fs, _ = storage.filesystem(roots[0], options.storage_options)
-    schema = options.schema(key_folders(fs, roots, options.extensions))
+    with storage.translated_errors(roots[0], fs, "list images in"):
+        schema = options.schema(key_folders(fs, roots, options.extensions))
     return DatasetScan(factory=lambda: read_images_dataset(roots, options), schema=schema, label="read_images")
 
 
@@ -323,9 +324,12 @@ class _ListFiles:
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
         files: list[tuple[str, str]] = []
+        protocol = storage.protocol(self.fs)
         for root, kind in zip(batch.column("path").to_pylist(), batch.column("kind").to_pylist()):
             if kind == "root":
-                yield from self._list(root)
+                # Raised here, in the task, as framelab's StorageError: the driver surfaces it as itself.
+                with storage.translated_errors(_display_path(root, protocol), self.fs, "list images in"):
+                    yield from self._list(root)
             else:
                 files.append((root, kind))
         if files:
@@ -427,7 +431,8 @@ def read_block(
         row: tuple = (None, None, None, None, None)
         error = None
         if isinstance(data, BaseException):
-            error = _read_failure(path, data)
+            # A store that refuses the credentials says so, naming bucket and endpoint, in each row it refuses.
+            error = storage.describe_failure(_display_path(path, protocol), fs, "read", data) or _read_failure(path, data)
         else:
             try:
                 row = (data, *probe_image(data, max_pixels=options.max_pixels, verify=options.verify))
@@ -448,10 +453,10 @@ def read_block(
     columns["error"] = pa.array(errors, type=pa.string())
     table = pa.table(columns)
     bad = [i for i, e in enumerate(errors) if e is not None]
-    if bad:
-        action = "dropped" if options.on_error == "drop" else "kept with a null image and the reason in 'error'"
-        examples = [f"{_display_path(paths[i], protocol)}: {errors[i]}" for i in bad[:3]]
-        failures.report("read_images", len(bad), len(paths), examples, action=action, unit="file(s)")
+    action = "dropped" if options.on_error == "drop" else "kept with a null image and the reason in 'error'"
+    examples = [f"{_display_path(paths[i], protocol)}: {errors[i]}" for i in bad[:3]]
+    # Every block reports, a clean one too: the warning's total is the job's files, not those of the bad blocks.
+    failures.report("read_images", len(bad), len(paths), examples, action=action, unit="file(s)")
     if options.on_error == "drop":
         import pyarrow.compute as pc
 

@@ -64,3 +64,19 @@ def _jpeg() -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, "JPEG")
     return buf.getvalue()
+
+
+def test_a_decode_warning_counts_the_whole_job_not_only_the_blocks_with_failures():
+    from framelab.frames import images
+
+    good = _jpeg()
+    data = [good] * 277
+    for i in (5, 100, 250):  # three bad images, in three of the job's blocks; the other blocks are clean
+        data[i] = good[: len(good) // 2]
+    frame = Frame({"i": list(range(277)), "image": images.images_from_bytes(data)}).repartition(9)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = frame.with_column("px", images.col("image").decode()).to_arrow()
+    assert out.num_rows == 277
+    messages = [str(w.message) for w in caught if issubclass(w.category, failures.RowFailureWarning)]
+    assert len(messages) == 1 and "3 of 277 image(s) failed" in messages[0], messages

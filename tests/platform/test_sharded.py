@@ -193,3 +193,32 @@ def test_resident_shards_reserve_a_sliver_but_compute_on_a_thread(monkeypatch):
         # The pool holds almost no CPU: a task still gets scheduled while the shards live.
         assert ray.get(ray.remote(num_cpus=1)(lambda: 7).remote()) == 7
         assert sum(shards.map(lambda s: len(s["x"]))) == 20
+
+
+def test_kmeans_with_a_live_nearest_neighbors_model_on_a_2_cpu_session_finishes():
+    """The model's resident shards hold a sliver of each CPU; a fit sized to whole CPUs would wait forever."""
+    from framelab.frames import Frame
+    from framelab.toolkits import kmeans, nearest_neighbors
+
+    assert ray.cluster_resources().get("CPU") == 2
+    x = np.random.default_rng(0).normal(size=(100_000, 96)).astype(np.float32)   # 38 MB: more than one shard
+    frame = Frame({"v": x})
+    model = nearest_neighbors.create(frame, verbose=False)
+    assert model is not None
+    clusters = kmeans.create(frame, num_clusters=100, max_iterations=2, seed=0, verbose=False)
+    assert clusters.num_clusters == 100
+
+
+def test_every_way_ray_reports_a_lost_actor_or_node_is_a_node_loss():
+    from ray import exceptions as rex
+
+    from framelab.platform.sharded import node_loss
+
+    lost = [rex.ActorUnavailableError("unreachable", None), rex.ActorDiedError(), rex.RayActorError(),
+            rex.NodeDiedError("node gone"), rex.WorkerCrashedError(), rex.ObjectLostError("ab" * 14, "owner", "")]
+    for err in lost:
+        wrapped = rex.RayTaskError("run", "traceback", err).as_instanceof_cause()
+        outer = RuntimeError("while awaiting")
+        outer.__cause__ = wrapped
+        assert node_loss(err) is err and node_loss(wrapped) is not None and node_loss(outer) is not None, err
+    assert node_loss(ValueError("bad input")) is None
