@@ -18,7 +18,8 @@ RANK = {"framelab.platform": 0, "framelab.frames": 1, "framelab.toolkits": 2}
 
 # Lower first. A module may import only modules listed before it.
 FRAMES_ORDER = [
-    "errors", "validation", "vectors", "cells", "expressions", "conversion", "storage", "predicates", "blocks",
+    "errors", "validation", "vectors", "cells", "expressions", "conversion", "storage", "commits", "predicates",
+    "blocks",
     "hashing", "sampling", "blockwise", "aggregates", "joins", "io", "saved",
     "images.decode", "images.image_type", "images.ops", "images.display", "images.explore",
     "display", "logical", "sources", "images.read", "execution", "planner", "groupby", "readers", "subsets", "frame",
