@@ -9,7 +9,7 @@ k-means), as JSON. ``status()`` and ``shutdown(name)`` cover the rest.
 Example:
     >>> from framelab.toolkits import serving
     >>> serving.plan_replicas("auto", cpus=4, gpus=0).max_size
-    3
+    4
     >>> app = serving.deploy("models/caltech", name="caltech")  # doctest: +SKIP
     >>> app.predict("photo.jpg", k=3)  # doctest: +SKIP
     {'predictions': [{'class': 'ewer', 'probability': 0.93}, ...]}

@@ -8,7 +8,7 @@ on the session's Ray, and returns once it answers over HTTP.
 Example:
     >>> from framelab.toolkits.serving.app import plan_replicas
     >>> plan_replicas("auto", cpus=2, gpus=0).max_size, plan_replicas("auto", cpus=0, gpus=4).max_size
-    (1, 4)
+    (2, 4)
 """
 
 from __future__ import annotations
@@ -21,12 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from framelab.frames.errors import InputError
-from framelab.platform.resources import PoolSize, plan_pool
+from framelab.platform.resources import PoolSize, plan_model_pool, plan_pool
 from framelab.toolkits.serving import uploads
 
-# Replica CPUs on a CPU cluster: one on small machines, two threads each on big ones
-# (as the offline model pools, framelab.platform.resources.plan_model_pool).
-_SMALL_CLUSTER_CPUS = 8
 DEFAULT_PORT = 8000
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_BATCH = {"cpu": 16, "cuda": 64}
@@ -89,27 +86,34 @@ class ServedModel:
 
 
 def plan_replicas(replicas: int | str, cpus: float, gpus: float, cpus_per_replica: float | None = None) -> PoolSize:
-    """How many replicas, and what each holds: one per GPU where there are GPUs, else CPU replicas leaving a CPU free.
+    """How many replicas, and what each holds: one per GPU where there are GPUs, else the offline model pool's CPUs.
 
-    ``replicas`` is a count or ``"auto"``. On CPUs a replica takes one CPU on
-    small clusters (two on clusters of 8 or more), and "auto" leaves one CPU
-    of the cluster to the HTTP proxy and the rest of the session.
+    ``replicas`` is a count or ``"auto"``. On GPUs "auto" is one replica per
+    GPU. On CPUs it is the pool the offline extraction would start on this
+    cluster (:func:`~framelab.platform.resources.plan_model_pool`), so a served
+    model gets the compute a batch job gets; ``cpus_per_replica`` overrides
+    what each replica holds.
 
     Example:
         >>> from framelab.toolkits.serving.app import plan_replicas
         >>> size = plan_replicas("auto", cpus=16, gpus=0)
         >>> size.max_size, size.num_cpus
         (7, 2.0)
-        >>> plan_replicas(3, cpus=2, gpus=0, cpus_per_replica=0.5).max_size
+        >>> plan_replicas(3, cpus=2, gpus=0, cpus_per_replica=0.25).max_size
         3
     """
     count = None if replicas == "auto" else _positive_int("replicas", replicas)
     if gpus >= 1:
         return plan_pool(cpus, gpus, use_gpu=True, max_actors=count)
-    per = cpus_per_replica if cpus_per_replica is not None else (1.0 if cpus < _SMALL_CLUSTER_CPUS else 2.0)
+    if cpus_per_replica is not None:
+        if isinstance(cpus_per_replica, bool) or not isinstance(cpus_per_replica, (int, float)) or cpus_per_replica <= 0:
+            raise InputError(f"cpus_per_replica must be a positive number, got {cpus_per_replica!r}")
+        pool = plan_pool(cpus, gpus, use_gpu=False, cpus_per_actor=float(cpus_per_replica), reserve_cpus=1.0)
+    else:
+        pool = plan_model_pool("cpu", cpus, gpus)
     if count is not None:
-        return PoolSize(min_size=count, max_size=count, num_cpus=per, num_gpus=0.0)
-    return plan_pool(cpus, gpus, use_gpu=False, cpus_per_actor=per, reserve_cpus=1.0)
+        return PoolSize(min_size=count, max_size=count, num_cpus=pool.num_cpus, num_gpus=0.0)
+    return pool
 
 
 def deploy(

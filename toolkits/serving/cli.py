@@ -36,10 +36,10 @@ def parser() -> argparse.ArgumentParser:
                    "embedded local Ray, served in the foreground until Ctrl-C)")
     p.add_argument("--name", default=None, help="the application's name (default: the folder's name)")
     p.add_argument("--route-prefix", default=None, help="URL path of the application (default: /NAME)")
-    p.add_argument("--replicas", default="auto", help="replica count, or auto: one per GPU, else CPU replicas "
-                   "leaving one CPU free")
+    p.add_argument("--replicas", default="auto", help="replica count, or auto: one per GPU, else the CPU pool a "
+                   "batch extraction would start")
     p.add_argument("--cpus-per-replica", type=float, default=None, help="CPUs each CPU replica holds (default: "
-                   "1, or 2 on clusters of 8 CPUs or more)")
+                   "as the offline model actors)")
     p.add_argument("--max-batch-size", type=int, default=None, help="images per pass through the network "
                    "(default 16 on CPU, 64 on GPU)")
     p.add_argument("--batch-wait-ms", type=float, default=serving.DEFAULT_BATCH_WAIT_MS,
