@@ -262,3 +262,43 @@ def test_the_python_client_reads_a_path_and_raises_the_servers_message(served):
     assert served["classifier"].predict(QUERIES[0], k=1)["predictions"][0]["class"] in {"ewer", "sunflower"}
     with pytest.raises(InputError, match="HTTP 422"):
         served["classifier"].predict(io.BytesIO(b"nope").getvalue())
+
+
+# ------------------------------------------------------------------- README
+def _readme_blocks() -> dict[str, str]:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("\n## Serving\n", 1)[1].split("\n## ", 1)[0]
+    blocks = section.split("```")[1::2]
+    return {block.split("\n", 1)[0]: block.split("\n", 1)[1] for block in blocks}
+
+
+def test_the_readme_deploys_curls_and_calls_the_python_client(served, saved, port, capsys):
+    """The README's snippets, run as written except for the model, the photo and this test cluster's port and size."""
+    import json
+    import shlex
+    import subprocess
+
+    from framelab.toolkits.cli import main
+
+    blocks = _readme_blocks()
+    here = {"models/caltech": saved["classifier"], "photo.jpg": str(QUERIES[0]), "8000": str(port)}
+
+    def local(text: str) -> str:
+        for old, new in here.items():
+            text = text.replace(old, new)
+        return text
+
+    command, curl = local(blocks["bash"]).strip().splitlines()
+    # The test session's Ray has 2 CPUs shared with the other applications: one small replica.
+    assert main(shlex.split(command)[1:] + ["--replicas", "1", "--cpus-per-replica", "0.1"]) == 0
+    assert f"caltech (image_classifier) is served at http://127.0.0.1:{port}/caltech" in capsys.readouterr().out
+    answered = subprocess.run(shlex.split(curl), capture_output=True, text=True, timeout=120, check=True)
+    from_curl = json.loads(answered.stdout)
+    assert len(from_curl["predictions"]) == 2
+    code = local(blocks["python"]).replace(f"port={port})", f"port={port}, replicas=1, cpus_per_replica=0.1)")
+    *setup, last = code.strip().splitlines()
+    scope: dict = {}
+    exec("\n".join(setup), scope)
+    from_python = eval(last.split("#")[0], scope)
+    assert [p["class"] for p in from_python["predictions"]] == [p["class"] for p in from_curl["predictions"]]
+    scope["app"].shutdown()
