@@ -249,12 +249,12 @@ def _bind(source: Any, storage_options: dict | None, options: Any, size: PoolSiz
 
 
 def status() -> list[dict]:
-    """Every Serve application on the cluster: name, status, route prefix, replicas and what it serves.
+    """Every Serve application on the cluster: its name, status, replicas by state, and Serve's message.
 
     Example:
         >>> from framelab.toolkits import serving
         >>> serving.status()  # doctest: +SKIP
-        [{'name': 'caltech', 'status': 'RUNNING', 'route_prefix': '/caltech', 'replicas': {'RUNNING': 1}, ...}]
+        [{'name': 'caltech', 'status': 'RUNNING', 'replicas': {'RUNNING': 1}, 'message': ''}]
     """
     from ray import serve
 
@@ -270,7 +270,6 @@ def status() -> list[dict]:
         out.append({
             "name": name,
             "status": str(getattr(app.status, "value", app.status)),
-            "route_prefix": getattr(app, "route_prefix", None) or _route_of(name),
             "replicas": replicas,
             "message": app.message or "",
         })
@@ -324,15 +323,6 @@ def _url_host(host: str) -> str:
 
         return ray.util.get_node_ip_address()
     return host
-
-
-def _route_of(name: str) -> str | None:
-    from ray import serve
-
-    try:
-        return serve.status().applications[name].route_prefix  # newer Ray keeps it on the status
-    except (AttributeError, KeyError):
-        return None
 
 
 def _delete_quietly(name: str) -> None:
