@@ -135,9 +135,10 @@ def test_kmeans_on_images_answers_as_predict(served, saved):
     assert [a["distance"] for a in answers] == pytest.approx(distances, rel=1e-4)
 
 
-def test_a_readiness_get_says_what_is_served(served):
+def test_a_readiness_get_says_what_is_served_and_serve_reports_healthy(served, port):
     described = requests.get(served["classifier"].url, timeout=30).json()
     assert described["kind"] == "image_classifier" and described["params"] == ["k"]
+    assert requests.get(f"http://127.0.0.1:{port}/-/healthz", timeout=30).status_code == 200
 
 
 # ---------------------------------------------------------------- bad requests
