@@ -39,6 +39,8 @@ def _ray_specs() -> list[tuple[str, dict]]:
             specs.append((name, doc["spec"]))
         elif doc["kind"] == "RayJob":
             specs.append((f"{name} rayClusterSpec", doc["spec"]["rayClusterSpec"]))
+        elif doc["kind"] == "RayService":
+            specs.append((f"{name} rayClusterConfig", doc["spec"]["rayClusterConfig"]))
     return specs
 
 
@@ -65,7 +67,7 @@ def _check_fields(obj: dict, kind: str, where: str) -> list[str]:
 
 def test_every_manifest_parses_and_names_its_kind():
     docs = _documents()
-    assert {d["kind"] for _, d in docs} >= {"RayCluster", "RayJob", "NetworkPolicy"}
+    assert {d["kind"] for _, d in docs} >= {"RayCluster", "RayJob", "RayService", "NetworkPolicy"}
     for name, doc in docs:
         assert doc.get("apiVersion") and doc.get("metadata", {}).get("name"), name
     yaml.safe_load((DEPLOY / "cluster.yaml").read_text())
@@ -93,6 +95,9 @@ def test_kuberay_objects_use_only_fields_of_the_crds():
     for name, doc in _documents():
         if doc["kind"] == "RayJob":
             problems += _check_fields(doc["spec"], "RayJob.spec", name)
+        if doc["kind"] == "RayService":
+            problems += _check_fields(doc["spec"], "RayService.spec", name)
+            problems += _check_fields(doc["spec"].get("upgradeStrategy", {}), "RayServiceUpgradeStrategy", name)
     for where, spec in _ray_specs():
         problems += _check_fields(spec, "RayCluster.spec", where)
         problems += _check_fields(spec["headGroupSpec"], "HeadGroupSpec", f"{where} head")
@@ -140,6 +145,35 @@ def test_every_ray_container_authenticates_and_nothing_is_exposed():
     for _, doc in _documents():
         if doc["kind"] == "Service":
             assert doc["spec"].get("type", "ClusterIP") == "ClusterIP"
+        if doc["kind"] == "RayService":
+            assert doc["spec"]["serveService"]["spec"].get("type", "ClusterIP") == "ClusterIP"
+
+
+def test_the_rayservice_serves_what_framelab_serve_deploys():
+    from framelab.toolkits.serving import application
+    from framelab.toolkits.serving.deployment import DEPLOYMENT_NAME
+
+    (name, service), = [(n, d) for n, d in _documents() if d["kind"] == "RayService"]
+    service_svc = service["spec"]["serveService"]
+    import kubernetes_validate
+
+    kubernetes_validate.validate({"apiVersion": "v1", "kind": "Service", **service_svc}, K8S_VERSION, strict=True)
+    config = yaml.safe_load(service["spec"]["serveConfigV2"])
+    port = config["http_options"]["port"]
+    assert config["http_options"]["host"] == "0.0.0.0"  # inside the pod; the Service is what is reachable
+    assert port in {p["port"] for p in service_svc["spec"]["ports"]}
+    for where, template in _templates():
+        if "rayservice" in where:
+            ports = {p["containerPort"] for p in template["spec"]["containers"][0]["ports"]}
+            assert port in ports, f"{where}: Serve's proxy port {port} is not a container port"
+    for app in config["applications"]:
+        module, attr = app["import_path"].split(":")
+        assert module == "framelab.toolkits.serving" and attr == "application", app["import_path"]
+        application(app["args"])  # the builder accepts the arguments as written (it loads nothing)
+        assert [d["name"] for d in app["deployments"]] == [DEPLOYMENT_NAME]
+        resources = app["deployments"][0]["ray_actor_options"]
+        if app["args"].get("device") == "cuda":
+            assert resources["num_gpus"] == 1, f"{name}: a cuda replica needs its GPU"
 
 
 def test_the_launcher_config_authenticates_every_node_and_keeps_the_dashboard_private():

@@ -1,4 +1,4 @@
-"""The ``framelab`` command: the platform's commands (``info``, ``submit``, ``jobs``) and the toolkits' (``demo``).
+"""The ``framelab`` command: the platform's commands (``info``, ``submit``, ``jobs``) and the toolkits' (``demo``, ``serve``).
 
 It lives in the top layer so that it may name both; the platform layer only
 adds its own commands to the parser (:func:`framelab.platform.cli.add_commands`).
@@ -26,11 +26,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     # The demo parses its own options (its --help lists them).
     sub.add_parser("demo", help="run the Caltech-101 transfer-learning demo (see demo --help)", add_help=False)
+    sub.add_parser("serve", help="serve a saved image model over HTTP on Ray Serve (see serve --help)", add_help=False)
     platform_cli.add_commands(sub)
     if argv[:1] == ["demo"]:
         from framelab.toolkits.demo import main as demo_main
 
         return int(demo_main(argv[1:]) or 0)
+    if argv[:1] == ["serve"]:
+        from framelab.toolkits.serving.cli import main as serve_main
+
+        return serve_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
