@@ -38,9 +38,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import importlib
 import io
 import itertools
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -135,7 +137,7 @@ def run_on_cluster(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
     driver = _session_driver()
     call_id = next(_call_ids)
-    ref = driver.call.remote(call_id, fn, args, kwargs, result_limit())
+    ref = driver.call.remote(_Imports.of_this_session(), call_id, fn, args, kwargs, result_limit())
     bars: dict[int, progress.Progress] = {}
     try:
         while True:
@@ -198,6 +200,34 @@ def _session_driver() -> Any:
         return _driver
 
 
+class _Imports:
+    """framelab's modules this session has imported, imported again wherever a call's arguments are unpickled.
+
+    Unpickled first (it is the first argument), so Arrow extension types the
+    modules register (framelab's image type) exist before the call's frames
+    are read: a schema read where they do not comes back as plain structs.
+    """
+
+    def __init__(self, names: tuple[str, ...]):
+        self.names = names
+
+    @classmethod
+    def of_this_session(cls) -> _Imports:
+        return cls(tuple(sorted(n for n in list(sys.modules) if n.startswith("framelab."))))
+
+    def __reduce__(self) -> tuple:
+        return _import_all, (self.names,)
+
+
+def _import_all(names: tuple[str, ...]) -> _Imports:
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - a module this side cannot import is not one the call needs
+            pass
+    return _Imports(names)
+
+
 class _ClusterDriver:
     """An actor that runs driver code inside the cluster for a Ray Client session."""
 
@@ -208,7 +238,7 @@ class _ClusterDriver:
         self._threads: dict[int, int] = {}
         self._bars: dict[int, dict] = {}
 
-    def call(self, call_id: int, fn: Callable, args: tuple, kwargs: dict, limit: int) -> tuple:
+    def call(self, imports: _Imports, call_id: int, fn: Callable, args: tuple, kwargs: dict, limit: int) -> tuple:
         self._threads[call_id] = threading.get_ident()
         bars: dict = {}
         self._bars[call_id] = bars

@@ -35,6 +35,8 @@ NO_ACTION = (
     # Ray Data starts every actor pool with restartable actors whose constructor
     # arguments live in the object store; Ray's core warns about that for each actor.
     re.compile(r"core_worker\.cc:\d+: Actor with class name: .* has constructor arguments in the object store"),
+    # A Ray Client session's server starts Ray off its main thread, and its log reaches the client.
+    re.compile(r"^SIGTERM handler is not set because current thread is not the main thread\.?$"),
 )
 _lock = threading.Lock()
 _installed = False

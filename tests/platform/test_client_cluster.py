@@ -97,7 +97,8 @@ def test_the_image_walk_through_from_a_ray_client_gives_the_local_results_printe
     printed = done.stdout + done.stderr
     # Ray's own trace and "please open an issue" never reach the user; a model's summary shows once, here.
     assert "core_worker" not in printed and "open an issue" not in printed, printed[-3000:]
-    assert printed.count("Class") == 1 and "(_ClusterDriver" not in printed, printed[-3000:]
+    summary_lines = [line for line in printed.splitlines() if line.startswith("Class ")]
+    assert len(summary_lines) == 1 and "(_ClusterDriver" not in printed, printed[-3000:]
 
 
 def test_a_result_over_the_client_limit_is_refused_with_what_to_do(loopback_cluster):
