@@ -7,7 +7,7 @@ recipe: head from a linear probe on the frozen features (StandardScaler +
 logistic regression, L2 0.01 in Turi's scaling), then SGD (Nesterov momentum
 0.9) with the head at the learning rate and the backbone at a tenth, a cosine
 schedule, weight decay 1e-4 on weights, label smoothing 0.1, gradient norm
-clipped at 1, batch norm frozen, RandomResizedCrop(scale 0.25-1) + flip.
+clipped at 1, feature scales floored at a tenth of their median, batch norm frozen, RandomResizedCrop(scale 0.25-1) + flip.
 The plain loop is written as a competent user would write it, from
 torchvision and scikit-learn alone (nothing of framelab's training code), with
 a DataLoader of one worker process and torch on the threads framelab's worker gets.
@@ -141,7 +141,8 @@ def run_plain(train_rows: list, test_rows: list, args, threads: int) -> dict:
     with torch.no_grad():
         head.weight.copy_(torch.tensor(w, dtype=torch.float32))
         head.bias.copy_(torch.tensor(b, dtype=torch.float32))
-    standardize = Standardize(scaler.mean_, scaler.scale_)
+    # Scales floored at a tenth of their median, as framelab's recipe does (a near-constant feature's gain).
+    standardize = Standardize(scaler.mean_, np.maximum(scaler.scale_, 0.1 * np.median(scaler.scale_)))
     model = torch.nn.Sequential(net, standardize, head)
 
     groups = [
