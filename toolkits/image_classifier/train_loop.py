@@ -241,7 +241,8 @@ def train_worker(config: dict) -> None:
         train_s = time.perf_counter() - started
         valid = _evaluate(model, net, inputs, device, per_worker, autocast) if config["has_validation"] else None
         metrics = _gather(sums, valid, rows_seen, state_dict_sha256(net), world)
-        metrics.update(epoch=epoch + 1, seconds=train_s,
+        # resumed_from: the finished epochs this worker group found in the checkpoint when it started.
+        metrics.update(epoch=epoch + 1, seconds=train_s, resumed_from=start_epoch,
                        images_per_second=metrics["images"] / train_s if train_s > 0 else None,
                        learning_rate=recipe.learning_rate * cosine_factor(step, total_steps))
         history.append(metrics)
