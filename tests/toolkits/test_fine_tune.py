@@ -68,7 +68,7 @@ def test_the_extractor_is_the_fine_tuned_network_with_its_own_provenance(tuned):
 
 def test_a_saved_fine_tuned_model_loads_and_predicts_the_same(tuned, photos, tmp_path):
     tuned.save(str(tmp_path / "model"))
-    assert (tmp_path / "model" / "weights.safetensors").exists()
+    assert list((tmp_path / "model").glob("weights*.safetensors"))  # the fine-tuned network, no pickle
     loaded = load_model(str(tmp_path / "model"))
     assert loaded.training == tuned.training
     before = tuned.predict(photos, output_type="probability_vector").to_pylist()
@@ -135,7 +135,7 @@ def test_bad_frames_are_refused_before_any_worker_starts(photos):
 def test_a_frame_whose_images_all_fail_to_decode_is_refused():
     from framelab.frames.images import images_from_bytes
 
-    broken = Frame({"image": images_from_bytes(pa.array([b"not an image"] * 4)), "label": ["a", "a", "b", "b"]})
+    broken = Frame({"image": images_from_bytes([b"not an image"] * 4), "label": ["a", "a", "b", "b"]})
     with pytest.raises(InputError, match="could be decoded"):
         image_classifier.create(broken, "label", epochs=1, **TINY)
 
@@ -225,3 +225,26 @@ def test_a_training_worker_killed_mid_epoch_resumes_from_the_last_checkpoint(loo
     assert [e["epoch"] for e in result["epochs"]] == [1, 2]  # every epoch recorded once
     assert result["epochs"][1]["resumed_from"] == 1  # epoch 2 ran in a worker group restarted from epoch 1
     assert abs(result["accuracy"] - ddp_run["accuracy"]) <= 0.01
+
+
+@pytest.mark.multinode
+def test_the_same_call_after_the_driver_was_killed_resumes_after_the_last_finished_epoch(loopback_cluster, tmp_path):
+    checkpoint = tmp_path / "ck"
+    code = _DRIVER.format(classes=CLASSES, checkpoint=str(checkpoint))
+    driver = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=loopback_cluster.client_env(), cwd=loopback_cluster.root)
+    try:
+        deadline = time.monotonic() + 600
+        # Ray Train's record of the checkpoints, written once the first one is registered.
+        while not (checkpoint / "fine_tune" / "checkpoint_manager_snapshot.json").exists():
+            assert driver.poll() is None, "the driver ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint in 600 s"
+            time.sleep(0.2)
+    finally:
+        driver.kill()  # the driver dies, and Ray Train's controller and workers with it
+        driver.wait(timeout=60)
+    again = loopback_cluster.run_driver(code, timeout=900)
+    assert again.returncode == 0, again.stderr[-4000:]
+    epochs = _result(again.stdout)["epochs"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert epochs[1]["resumed_from"] == 1  # epoch 1 came from the checkpoint; only epoch 2 ran again

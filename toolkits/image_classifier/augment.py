@@ -32,9 +32,11 @@ class Augmentation:
     """``RandomResizedCrop(size, scale, ratio)`` then a horizontal flip with probability ``flip``.
 
     Example:
+        >>> import numpy as np
         >>> from framelab.toolkits.image_classifier.augment import Augmentation
-        >>> Augmentation(size=(64, 64)).crop_box(100, 80, np.random.default_rng(0))
-        (3, 20, 85, 58)
+        >>> left, top, w, h = Augmentation(size=(64, 64)).crop_box(100, 80, np.random.default_rng(0))
+        >>> 0 <= left <= 100 - w and 0 <= top <= 80 - h and 0.25 * 8000 <= w * h * 1.05
+        True
     """
 
     size: tuple[int, int]
