@@ -171,10 +171,11 @@ def fine_tune(
         class_weights=class_weights, seed=seed, verbose=verbose, batch_size=batch_size, device=device,
         **extractor_options,
     )
-    if probe.classes != classes:  # undecodable images took a class's last rows
+    if probe.classes != classes:  # the validation hold-out or undecodable images took a class's last rows
+        missing = [c for c in classes if c not in probe.classes]
         raise InputError(
-            f"after leaving out undecodable images, the classes are {probe.classes} of {classes}; "
-            "each class needs images that decode (see the RowFailureWarning)"
+            f"no training image of class(es) {missing[:10]} is left after the validation hold-out and the "
+            "undecodable images (see any RowFailureWarning); add images of them, or pass validation_set=None"
         )
     state_dict = load_weights(arch, extractor_options.get("weights"), sha256=extractor_options.get("weights_sha256"),
                               storage_options=extractor_options.get("storage_options")).state_dict
