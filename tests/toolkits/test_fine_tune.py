@@ -37,8 +37,13 @@ def photos():
 
 
 @pytest.fixture(scope="module")
-def tuned(photos):
-    return image_classifier.create(photos, "label", epochs=1, **TINY)
+def checkpoint_url(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("fine_tune") / "checkpoints")
+
+
+@pytest.fixture(scope="module")
+def tuned(photos, checkpoint_url):
+    return image_classifier.create(photos, "label", epochs=1, checkpoint=checkpoint_url, **TINY)
 
 
 # ---------------------------------------------------------------- the model
@@ -141,15 +146,16 @@ def test_a_frame_whose_images_all_fail_to_decode_is_refused():
 
 
 # ------------------------------------------------------------- checkpoints
-def test_the_same_call_with_a_checkpoint_resumes_and_does_not_redo_finished_epochs(photos, tmp_path):
-    url = str(tmp_path / "checkpoints")
-    first = image_classifier.create(photos, "label", epochs=1, checkpoint=url, **TINY)
-    again = image_classifier.create(photos, "label", epochs=1, checkpoint=url, **TINY)
+def test_the_same_call_with_a_checkpoint_resumes_and_does_not_redo_finished_epochs(photos, tuned, checkpoint_url):
+    again = image_classifier.create(photos, "label", epochs=1, checkpoint=checkpoint_url, **TINY)
     # The epoch's record (its timings included) comes back from the checkpoint: it did not run again.
-    assert again.training["epochs"] == first.training["epochs"]
-    assert again.extractor.provenance == first.extractor.provenance
+    assert again.training["epochs"] == tuned.training["epochs"]
+    assert again.extractor.provenance == tuned.extractor.provenance
+
+
+def test_a_checkpoint_of_another_run_is_refused_before_any_work(photos, tuned, checkpoint_url):
     with pytest.raises(InputError, match="another fine-tuning run"):
-        image_classifier.create(photos, "label", epochs=2, checkpoint=url, **TINY)
+        image_classifier.create(photos, "label", epochs=2, checkpoint=checkpoint_url, **TINY)
 
 
 # ------------------------------------------------------- two nodes, faults

@@ -164,6 +164,7 @@ def fine_tune(
     recipe = Recipe(epochs=int(options.epochs), batch_size=batch, learning_rate=float(options.learning_rate),
                     layers=options.layers if options.layers == "all" else int(options.layers))
 
+    storage = _storage(options, recipe, classes, train.num_rows(), seed)  # before any work: a foreign checkpoint
     # The linear probe: the head's starting point, and the score fine-tuning has to beat.
     probe = create(
         train, target, image_column=image_column, model=model, feature_column=feature_column,
@@ -180,7 +181,7 @@ def fine_tune(
     state_dict = load_weights(arch, extractor_options.get("weights"), sha256=extractor_options.get("weights_sha256"),
                               storage_options=extractor_options.get("storage_options")).state_dict
     state, history, workers = _train(
-        train, valid, probe, arch, state_dict, recipe, options, plan, preprocessing,
+        train, valid, probe, arch, state_dict, recipe, options, plan, preprocessing, storage,
         image_column=image_column, target=target, seed=seed, verbose=verbose,
     )
     return _fine_tuned_model(
@@ -289,7 +290,8 @@ def _rows(frame: Any, image_column: str, target: str) -> Any:
 
 
 def _train(train, valid, probe, arch, state_dict, recipe: Recipe, options: FineTuneOptions, plan: dict,
-           preprocessing, *, image_column: str, target: str, seed: int, verbose: bool) -> tuple[dict, list, int]:
+           preprocessing, storage: tuple, *, image_column: str, target: str, seed: int,
+           verbose: bool) -> tuple[dict, list, int]:
     import ray
     import ray.train
     from ray.train.torch import TorchTrainer
@@ -329,7 +331,9 @@ def _train(train, valid, probe, arch, state_dict, recipe: Recipe, options: FineT
         "has_validation": valid is not None,
         "verbose": verbose,
     }
-    storage, filesystem, cleanup = _storage(options.checkpoint, recipe, classes, num_rows, seed, options)
+    storage, filesystem, cleanup = storage
+    if storage is None:
+        storage = cleanup = tempfile.mkdtemp(prefix="framelab-fine-tune-")
     try:
         trainer = TorchTrainer(
             train_worker,
@@ -376,12 +380,15 @@ def head_scale(scale: np.ndarray) -> np.ndarray:
     return np.maximum(scale, 0.1 * np.median(scale))
 
 
-def _storage(url: str | None, recipe: Recipe, classes: list, num_rows: int, seed: int,
-             options: FineTuneOptions) -> tuple[str, Any, str | None]:
-    """Where Ray Train keeps checkpoints: the ``checkpoint`` URL (checked to belong to this call), else a temporary folder."""
+def _storage(options: FineTuneOptions, recipe: Recipe, classes: list, num_rows: int,
+             seed: int) -> tuple[str | None, Any, str | None]:
+    """Where Ray Train keeps checkpoints: the ``checkpoint`` URL (checked to belong to this call), else a temporary folder.
+
+    Returns (path or None, pyarrow filesystem or None for a local path, folder to remove afterwards or None).
+    """
+    url = options.checkpoint
     if url is None:
-        folder = tempfile.mkdtemp(prefix="framelab-fine-tune-")
-        return folder, None, folder
+        return None, None, None  # a temporary folder, made when training starts
     from framelab.frames.storage import filesystem
 
     fs, path = filesystem(url)
