@@ -137,7 +137,7 @@ def fine_tune(
     frame = check_frame(frame)
     check_target(frame.schema, target)
     image_column = find_image_column(frame.schema, image_column)
-    seed = check_seed(seed)
+    given_seed, seed = seed, check_seed(seed)
     if not isinstance(model, str):
         raise InputError(
             "fine_tune needs a registered architecture (model='mobilenet_v2', 'resnet50', ...), not your own "
@@ -164,7 +164,8 @@ def fine_tune(
     recipe = Recipe(epochs=int(options.epochs), batch_size=batch, learning_rate=float(options.learning_rate),
                     layers=options.layers if options.layers == "all" else int(options.layers))
 
-    storage = _storage(options, recipe, classes, train.num_rows(), seed)  # before any work: a foreign checkpoint
+    # Before any work: a foreign checkpoint is refused (and a resumed run without a seed takes the run's seed).
+    storage, seed = _storage(options, recipe, classes, train.num_rows(), seed, given_seed is None)
     # The linear probe: the head's starting point, and the score fine-tuning has to beat.
     probe = create(
         train, target, image_column=image_column, model=model, feature_column=feature_column,
@@ -266,7 +267,7 @@ def plan_worker_shape(cpus: float, gpus: float, nodes: int, num_workers: int | s
 
 
 def _plan_workers(options: FineTuneOptions) -> dict:
-    from framelab.platform.resources import cluster_facts, reclaim, threads_for
+    from framelab.platform.resources import cluster_facts, threads_for
 
     facts = cluster_facts()
     use_gpu = facts.gpus >= 1 if options.use_gpu == "auto" else options.use_gpu
@@ -278,8 +279,6 @@ def _plan_workers(options: FineTuneOptions) -> dict:
             f"num_workers={workers} needs {workers * cpus:g} CPUs{' and ' + str(workers) + ' GPUs' if use_gpu else ''}"
             f"; the cluster has {facts.cpus:g} CPUs and {facts.gpus:g} GPUs: pass num_workers='auto' or fewer"
         )
-    # Warm model actors (the probe's extractor) give their CPUs back, or the workers would wait on them.
-    reclaim(cpus=workers * cpus, gpus=workers if use_gpu else 0)
     return {"workers": workers, "cpus": cpus, "threads": threads_for(cpus), "use_gpu": use_gpu}
 
 
@@ -296,7 +295,7 @@ def _train(train, valid, probe, arch, state_dict, recipe: Recipe, options: FineT
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from framelab.platform.resources import FEEDER_CPUS
+    from framelab.platform.resources import FEEDER_CPUS, reclaim
     from framelab.toolkits.image_classifier.train_loop import read_checkpoint, train_worker
 
     classes = probe.classes
@@ -349,6 +348,8 @@ def _train(train, valid, probe, arch, state_dict, recipe: Recipe, options: FineT
             ),
             datasets=datasets,
         )
+        # Warm model actors (the probe's extractor) give their CPUs back, or the workers would wait on them.
+        reclaim(cpus=workers * plan["cpus"], gpus=workers if plan["use_gpu"] else 0)
         try:
             result = trainer.fit()
         except Exception as exc:  # noqa: BLE001 - Ray Train wraps the workers' errors in its own
@@ -381,14 +382,15 @@ def head_scale(scale: np.ndarray) -> np.ndarray:
 
 
 def _storage(options: FineTuneOptions, recipe: Recipe, classes: list, num_rows: int,
-             seed: int) -> tuple[str | None, Any, str | None]:
+             seed: int, drawn_seed: bool) -> tuple[tuple[str | None, Any, str | None], int]:
     """Where Ray Train keeps checkpoints: the ``checkpoint`` URL (checked to belong to this call), else a temporary folder.
 
-    Returns (path or None, pyarrow filesystem or None for a local path, folder to remove afterwards or None).
+    Returns ((path or None, pyarrow filesystem or None for a local path, folder to remove afterwards or None),
+    the seed): a seed drawn for this call gives way to the one the checkpoint's run used.
     """
     url = options.checkpoint
     if url is None:
-        return None, None, None  # a temporary folder, made when training starts
+        return (None, None, None), seed  # a temporary folder, made when training starts
     from framelab.frames.storage import filesystem
 
     fs, path = filesystem(url)
@@ -398,6 +400,8 @@ def _storage(options: FineTuneOptions, recipe: Recipe, classes: list, num_rows: 
     if fs.exists(marker):
         with fs.open(marker, "r") as f:
             found = json.load(f)
+        if drawn_seed and isinstance(found.get("seed"), int):
+            seed = fingerprint["seed"] = found["seed"]
         if found != json.loads(json.dumps(fingerprint)):
             changed = sorted(k for k in fingerprint if json.loads(json.dumps(fingerprint)).get(k) != found.get(k))
             raise InputError(
@@ -409,10 +413,10 @@ def _storage(options: FineTuneOptions, recipe: Recipe, classes: list, num_rows: 
         with fs.open(marker, "w") as f:
             json.dump(fingerprint, f)
     if fs.protocol in ("file", "local") or "file" in (fs.protocol if isinstance(fs.protocol, tuple) else ()):
-        return path, None, None
+        return (path, None, None), seed
     from pyarrow.fs import FSSpecHandler, PyFileSystem
 
-    return path, PyFileSystem(FSSpecHandler(fs)), None
+    return (path, PyFileSystem(FSSpecHandler(fs)), None), seed
 
 
 def _training_error(exc: BaseException) -> BaseException:
