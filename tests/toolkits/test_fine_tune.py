@@ -162,7 +162,7 @@ def test_a_checkpoint_of_another_run_is_refused_before_any_work(photos, tuned, c
 _DRIVER = """
 import json, sys
 from framelab.platform.session import connect
-connect()
+connect({address!r})
 from framelab.toolkits import datasets, image_classifier
 photos = datasets.caltech101(classes={classes!r}, per_class=8).materialize()
 model = image_classifier.create(photos, "label", fine_tune=True, resolution=64, seed=0, verbose=False,
@@ -180,7 +180,7 @@ def _result(stdout: str) -> dict:
 @pytest.fixture(scope="module")
 def ddp_run(loopback_cluster, tmp_path_factory):
     checkpoint = str(tmp_path_factory.mktemp("ddp") / "ck")
-    done = loopback_cluster.run_driver(_DRIVER.format(classes=CLASSES, checkpoint=checkpoint), timeout=900)
+    done = loopback_cluster.run_driver(_DRIVER.format(classes=CLASSES, checkpoint=checkpoint, address=loopback_cluster.gcs_address), timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     return _result(done.stdout)
 
@@ -188,6 +188,7 @@ def ddp_run(loopback_cluster, tmp_path_factory):
 @pytest.mark.multinode
 def test_ddp_on_two_nodes_splits_the_rows_and_keeps_the_workers_identical(ddp_run, tuned, photos):
     for epoch in ddp_run["epochs"]:
+        assert epoch["nodes"] == 2  # one worker on each node
         assert epoch["rows_per_worker"] == [8, 8]  # each worker a half
         assert epoch["rows_seen_twice"] == 0  # ... and the halves disjoint
         assert epoch["params_identical"]  # after the epoch's steps, both workers hold the same parameters
@@ -210,7 +211,7 @@ def _train_workers(cluster) -> list[int]:
 @pytest.mark.multinode
 def test_a_training_worker_killed_mid_epoch_resumes_from_the_last_checkpoint(loopback_cluster, ddp_run, tmp_path):
     checkpoint = tmp_path / "ck"
-    code = _DRIVER.format(classes=CLASSES, checkpoint=str(checkpoint))
+    code = _DRIVER.format(classes=CLASSES, checkpoint=str(checkpoint), address=loopback_cluster.gcs_address)
     driver = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, env=loopback_cluster.client_env(), cwd=loopback_cluster.root)
     try:
@@ -236,7 +237,7 @@ def test_a_training_worker_killed_mid_epoch_resumes_from_the_last_checkpoint(loo
 @pytest.mark.multinode
 def test_the_same_call_after_the_driver_was_killed_resumes_after_the_last_finished_epoch(loopback_cluster, tmp_path):
     checkpoint = tmp_path / "ck"
-    code = _DRIVER.format(classes=CLASSES, checkpoint=str(checkpoint))
+    code = _DRIVER.format(classes=CLASSES, checkpoint=str(checkpoint), address=loopback_cluster.gcs_address)
     driver = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               env=loopback_cluster.client_env(), cwd=loopback_cluster.root)
     try:

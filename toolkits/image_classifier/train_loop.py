@@ -280,7 +280,10 @@ def _evaluate(model, net, inputs, device, per_worker: int, autocast) -> torch.Te
 
 def _gather(sums: torch.Tensor, valid: torch.Tensor | None, rows: list[int], digest: str, world: int) -> dict:
     """The epoch's metrics over every worker, and what each worker saw (proof that DDP split and synced)."""
-    per_worker = [{"rows": rows, "params_sha256": digest}]
+    import ray
+
+    mine = {"rows": rows, "params_sha256": digest, "node": ray.get_runtime_context().get_node_id()}
+    per_worker = [mine]
     if world > 1:
         import torch.distributed as dist
 
@@ -288,7 +291,7 @@ def _gather(sums: torch.Tensor, valid: torch.Tensor | None, rows: list[int], dig
         if valid is not None:
             dist.all_reduce(valid)
         per_worker = [None] * world
-        dist.all_gather_object(per_worker, {"rows": rows, "params_sha256": digest})
+        dist.all_gather_object(per_worker, mine)
     loss, correct, n = sums.tolist()
     seen = [set(w["rows"]) for w in per_worker]
     return {
@@ -299,6 +302,7 @@ def _gather(sums: torch.Tensor, valid: torch.Tensor | None, rows: list[int], dig
         "rows_per_worker": [len(s) for s in seen],
         "rows_seen_twice": len(rows) - len(set(rows)) if world == 1 else sum(map(len, seen)) - len(set().union(*seen)),
         "params_identical": len({w["params_sha256"] for w in per_worker}) == 1,
+        "nodes": len({w["node"] for w in per_worker}),
     }
 
 
