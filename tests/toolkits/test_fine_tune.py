@@ -180,7 +180,8 @@ def _result(stdout: str) -> dict:
 @pytest.fixture(scope="module")
 def ddp_run(loopback_cluster, tmp_path_factory):
     checkpoint = str(tmp_path_factory.mktemp("ddp") / "ck")
-    done = loopback_cluster.run_driver(_DRIVER.format(classes=CLASSES, checkpoint=checkpoint, address=loopback_cluster.gcs_address), timeout=900)
+    code = _DRIVER.format(classes=CLASSES, checkpoint=checkpoint, address=loopback_cluster.gcs_address)
+    done = loopback_cluster.run_driver(code, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     return _result(done.stdout)
 
