@@ -249,6 +249,27 @@ class DeepFeatureExtractor:
         extractor._weights_data = None if weights_data is None else bytes(weights_data)
         return extractor
 
+    @classmethod
+    def from_weights_data(cls, model: str, data: bytes, *, source: str, **options: Any) -> DeepFeatureExtractor:
+        """An extractor over weights held in memory (a fine-tuned network's file), pinned by their sha256.
+
+        ``source`` names the file (its suffix, ``.safetensors`` or ``.pth``,
+        says how to parse ``data``); a saved model keeps ``data`` in its folder
+        (:meth:`weights_copy`). ``options`` are the constructor's.
+
+        Example:
+            >>> import hashlib
+            >>> from safetensors.torch import save
+            >>> from framelab.toolkits.deep_features import DeepFeatureExtractor, architecture
+            >>> data = save(architecture("mobilenet_v2").build().state_dict())
+            >>> extractor = DeepFeatureExtractor.from_weights_data("mobilenet_v2", data, source="tuned.safetensors")
+            >>> extractor.weights_copy()[0], extractor.provenance["weights_sha256"] == hashlib.sha256(data).hexdigest()
+            ('weights.safetensors', True)
+        """
+        extractor = cls(model, weights=source, weights_sha256=hashlib.sha256(data).hexdigest(), **options)
+        extractor._weights_data = bytes(data)
+        return extractor
+
     def weights_copy(self) -> tuple[str, bytes] | None:
         """(file name, bytes) of the weights when they came from a path or URL; None for bundled or torchvision ones.
 

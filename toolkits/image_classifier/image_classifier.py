@@ -54,6 +54,15 @@ def create(
     verbose: bool = True,
     batch_size: int | str = "auto",
     device: str = "auto",
+    fine_tune: bool = False,
+    epochs: int | None = None,
+    learning_rate: float | None = None,
+    layers: int | str | None = None,
+    augment: bool | None = None,
+    num_workers: int | str | None = None,
+    use_gpu: bool | str | None = None,
+    checkpoint: str | None = None,
+    resolution: int | None = None,
     **extractor_options: Any,
 ) -> ImageClassifier:
     """Train an image classifier: deep features of ``model``, then logistic regression on ``target``.
@@ -65,6 +74,20 @@ def create(
     ...); the rest are :func:`framelab.toolkits.classifier.create`'s. Rows whose
     image could not be decoded are left out of training, with a warning.
 
+    ``fine_tune=True`` trains the network itself, end to end, on the cluster
+    with Ray Train (:mod:`.fine_tune`): the linear probe above gives the head
+    its start, then ``epochs`` (default 10) of SGD with augmented images
+    (``augment``, default True: random resized crop and flip), the backbone's
+    learning rate a tenth of the head's ``learning_rate`` (default 0.001),
+    cosine schedule, weight decay, label smoothing, batch norm frozen.
+    ``layers``: "all" (default) or how many of the network's last blocks to
+    train (0: the head alone). ``num_workers`` / ``use_gpu``: "auto" (one
+    worker per GPU, else per node). ``checkpoint``: a folder or fsspec URL;
+    a lost worker restarts from the last epoch written there, and the same
+    call run again resumes. ``resolution``: train and predict at this square
+    size instead of the network's own (smaller is faster, a little less
+    accurate). ``batch_size`` is the training batch (default 32).
+
     Example:
         >>> from framelab.toolkits import datasets, image_classifier
         >>> photos = datasets.caltech101(classes=["ewer", "sunflower"], per_class=6)
@@ -72,6 +95,26 @@ def create(
         >>> model.classes, model.predict(photos.head(2)).to_pylist()
         (['ewer', 'sunflower'], ['ewer', 'ewer'])
     """
+    tuning = {"epochs": epochs, "learning_rate": learning_rate, "layers": layers, "augment": augment,
+              "num_workers": num_workers, "use_gpu": use_gpu, "checkpoint": checkpoint, "resolution": resolution}
+    given = {k: v for k, v in tuning.items() if v is not None}
+    if fine_tune not in (True, False):
+        raise InputError(f"fine_tune must be True or False, got {fine_tune!r}")
+    if fine_tune:
+        from framelab.toolkits.image_classifier.fine_tune import FineTuneOptions
+        from framelab.toolkits.image_classifier.fine_tune import fine_tune as run_fine_tune
+
+        return run_fine_tune(
+            frame, target, FineTuneOptions(**given), image_column=image_column, model=model,
+            feature_column=feature_column, l2_penalty=l2_penalty, max_iterations=max_iterations,
+            validation_set=validation_set, class_weights=class_weights, seed=seed, verbose=verbose,
+            batch_size=batch_size, device=device, extractor_options=extractor_options,
+        )
+    if given:
+        raise InputError(
+            f"{', '.join(sorted(given))} {'is a' if len(given) == 1 else 'are'} fine-tuning option(s); "
+            "pass fine_tune=True to train the network, or leave them out for the linear probe"
+        )
     frame = check_frame(frame)
     check_target(frame.schema, target)
     extractor = DeepFeatureExtractor(model, batch_size=batch_size, device=device, **extractor_options)
@@ -124,11 +167,26 @@ class ImageClassifier(Model):
         *,
         image_column: str | None,
         feature_column: str,
+        fine_tuning: dict[str, Any] | None = None,
     ):
         self.extractor = extractor
         self.classifier = classifier
         self.image_column = image_column
         self.feature_column = feature_column
+        # How the network was fine-tuned (recipe, per-epoch metrics); None for a linear probe.
+        self.fine_tuning = fine_tuning
+
+    @property
+    def training(self) -> dict[str, Any]:
+        """How the model was trained: the fine-tuning record (``"epochs"``: one dict of metrics per epoch), else the probe's.
+
+        Example:
+            >>> from framelab.toolkits import datasets, image_classifier
+            >>> photos = datasets.caltech101(classes=["ewer", "sunflower"], per_class=6)
+            >>> image_classifier.create(photos, "label", seed=0, verbose=False).training["num_examples"]
+            12
+        """
+        return self.fine_tuning if self.fine_tuning is not None else self.classifier.training
 
     @property
     def target(self) -> str:
@@ -218,6 +276,8 @@ class ImageClassifier(Model):
             "image_column": self.image_column,
             "feature_column": self.feature_column,
         }
+        if self.fine_tuning is not None:
+            metadata["fine_tuning"] = self.fine_tuning
         return metadata, arrays
 
     def _files(self) -> dict[str, bytes]:
@@ -229,6 +289,7 @@ class ImageClassifier(Model):
         """Refuse a saved image classifier whose parts are missing, external, or do not belong together."""
         feature_column = saved.field("feature_column", str)
         saved.field("image_column", (str, type(None)), required=False)
+        saved.field("fine_tuning", (dict, type(None)), required=False)
         config = check_saved_extractor(saved)
         nested = saved.nested("classifier")
         LogisticClassifier._check_saved(nested)
@@ -243,6 +304,7 @@ class ImageClassifier(Model):
             LogisticClassifier._from_saved(metadata["classifier"], arrays),
             image_column=metadata.get("image_column"),
             feature_column=metadata["feature_column"],
+            fine_tuning=metadata.get("fine_tuning"),
         )
 
     def _summary_sections(self) -> list[Section]:
@@ -258,4 +320,25 @@ class ImageClassifier(Model):
             ("Image column", self.image_column),
             ("Feature column", self.feature_column),
         ]
-        return [("Deep features", features), *self.classifier._summary_sections()]
+        sections = [("Deep features", features), *self.classifier._summary_sections()]
+        if self.fine_tuning is not None:
+            sections.append(_fine_tuning_section(self.fine_tuning))
+        return sections
+
+
+def _fine_tuning_section(record: dict[str, Any]) -> Section:
+    epochs = record.get("epochs") or [{}]
+    last = epochs[-1]
+    recipe = record.get("recipe", {})
+    return ("Fine-tuning", [
+        ("Epochs", len(record.get("epochs") or [])),
+        ("Layers trained", recipe.get("layers")),
+        ("Learning rate (head; backbone x)", f"{recipe.get('learning_rate')}; x{recipe.get('backbone_lr_ratio')}"),
+        ("Augmented", recipe.get("augment")),
+        ("Resolution", recipe.get("resolution")),
+        ("Workers", f"{record.get('num_workers')} ({'GPU' if record.get('use_gpu') else 'CPU'})"),
+        ("Final training accuracy", last.get("training_accuracy")),
+        ("Final validation accuracy", last.get("validation_accuracy")),
+        ("Linear probe validation accuracy", (record.get("linear_probe") or {}).get("validation_accuracy")),
+        ("Training time (s)", record.get("training_time_s")),
+    ])
