@@ -463,7 +463,17 @@ def _held_cpus() -> float:
 
 def _started(refs: list, num_shards: int, wanted: float) -> list:
     """The node of each new actor; a pool that found no room within ``_START_WAIT_S`` fails naming the holders."""
-    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=_START_WAIT_S)
+    known = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+    deadline = time.monotonic() + _START_WAIT_S
+    ready: list = []
+    while time.monotonic() < deadline:
+        ready, pending = ray.wait(refs, num_returns=len(refs), timeout=_LIVENESS_POLL_S)
+        if not pending:
+            break
+        dead = _dead_nodes(sorted(known))
+        if dead:  # a node died while the pool started: its shard waits for room that is gone
+            raise NodeLostError(_lost_message(len(pending), num_shards, f"node {dead[0]} died while the "
+                                              "shards started"))
     if len(ready) < len(refs):
         held = _held_cpus() - wanted
         raise RuntimeError(
