@@ -70,6 +70,8 @@ class Node:
 class LoopbackCluster:
     """A head and any number of worker nodes, each its own process tree on 127.0.0.x."""
 
+    _started = 0  # clusters made in this process: each takes the next range of 32 addresses
+
     def __init__(self, object_store_memory: int = 150_000_000):
         self.root = Path(tempfile.mkdtemp(prefix="flc-", dir="/tmp"))  # short: Ray's socket paths
         self.token_path = self.root / "auth_token"
@@ -78,7 +80,9 @@ class LoopbackCluster:
         self.object_store_memory = object_store_memory
         self.gcs_port, self.client_port, self.dashboard_port = free_port(), free_port(), free_port()
         self.nodes: list[Node] = []
-        self._base = int(os.environ.get("FRAMELAB_TEST_LOOPBACK_BASE", "2"))
+        # Each cluster of a run gets its own range (a module's cluster may start while the session's runs).
+        self._base = int(os.environ.get("FRAMELAB_TEST_LOOPBACK_BASE", "2")) + 32 * LoopbackCluster._started
+        LoopbackCluster._started += 1
         self._next_ip = self._base
         # A test run that ends without its fixture's teardown still leaves nothing behind.
         atexit.register(self.stop)
