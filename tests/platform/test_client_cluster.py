@@ -24,11 +24,19 @@ pytestmark = pytest.mark.multinode
 REPO = Path(__file__).resolve().parents[2]
 CALTECH = REPO / "toolkits" / "datasets" / "caltech101_subset"
 
-# The README's image walk-through, small: read, extract, classifier, similarity, k-means, save, load, explore.
+# The README's quick start (its S3 folder a local one) and image walk-through, small: read, extract,
+# classifier, similarity, k-means, tagger, save, load, explore.
 WALK_THROUGH = """
 import numpy as np
-from framelab.frames import Frame
-from framelab.toolkits import deep_features, image_classifier, image_similarity, kmeans, load_model
+import polars as pl
+from framelab.frames import Frame, agg
+from framelab.toolkits import deep_features, image_classifier, image_similarity, image_tagger, kmeans, load_model
+
+people = Frame({"name": ["ann", "bob", "cid"], "city": ["rome", "oslo", "rome"], "age": [31, 25, 40]})
+adults = people.filter(pl.col("age") > 30).with_column("decade", pl.col("age") // 10)
+out["quick_start"] = adults.groupby("city").agg(n=agg.count(), mean_age=agg.mean("age")).to_pydict()
+adults.save(SAVE + "/adults")
+out["adults"] = Frame.load(SAVE + "/adults").head().to_pydict()
 
 photos = Frame.read_images(FOLDER, label_from="folder")
 out["rows"] = photos.num_rows()
@@ -44,6 +52,8 @@ similar = image_similarity.create(features, label="path", verbose=False)
 out["neighbours"] = similar.query(features.sort("path").head(2), k=2).to_pydict()["reference_label"]
 clusters = kmeans.create(features, 2, features=["deep_features"], seed=1, verbose=False)
 out["cluster_sizes"] = sorted(clusters.cluster_info.to_pydict()["size"])
+tagger = image_tagger.create(verbose=False)
+out["tags"] = [[t["tag"] for t in row] for row in tagger.tag(photos.sort("path").head(2), k=2).to_pydict()["tags"]]
 out["batches"] = [len(b) for b in photos.select("path").iter_batches(5)]
 features.save(SAVE + "/frame")
 out["saved_rows"] = Frame.load(SAVE + "/frame").num_rows()
