@@ -365,8 +365,12 @@ def largest_free_cpus() -> float:
     return max((float(r.get("CPU", 0)) for r in free.values()), default=0.0)
 
 
-def pending_demands() -> str:
+def pending_demands(*, tasks: bool = False) -> str:
     """What Ray reports as waiting for resources (tasks, actors, placement groups); "" when nothing waits.
+
+    ``tasks=True`` also asks the state API for tasks no node can take although
+    the cluster has the CPUs in sum (an HTTP call: for a stall's rare check,
+    not for the warm-pool watcher's every second).
 
     Example:
         >>> from framelab.platform.resources import pending_demands
@@ -386,7 +390,7 @@ def pending_demands() -> str:
         asks.append(f"{request.count} request(s) of {shape}")
     if state.pending_gang_resource_requests:
         asks.append(f"{len(state.pending_gang_resource_requests)} placement group(s)")
-    if not asks:
+    if not asks and tasks:
         # Enough CPUs in all but on no one node: Ray's autoscaler counts no demand, the tasks still wait.
         asks = _tasks_waiting_for_a_node()
     return ", ".join(asks)

@@ -63,7 +63,7 @@ def watched(label: str) -> Iterator[Callable[[], None]]:
             time.sleep(_CHECK_SECONDS)
             if state["done"] or time.monotonic() - state["last"] < limit:
                 continue
-            waiting = pending_demands()
+            waiting = pending_demands(tasks=True)
             if not waiting:
                 continue
             state["message"] = (

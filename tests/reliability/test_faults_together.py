@@ -65,7 +65,7 @@ def _writers(kind: str, url: str, values: list[str], models: list[str] | None, c
 
 
 def test_two_processes_saving_frames_to_one_folder_leave_exactly_one_of_them_every_time(tmp_path, tally):
-    url = str(tmp_path / "shared")
+    url = str(tmp_path / "one_folder")
     seen = []
 
     def check():
@@ -88,7 +88,7 @@ def test_two_processes_saving_models_to_one_folder_leave_exactly_one_of_them_eve
         model = classifier.create(Frame({"x": x, "y": [labels[int(v > 0.5)] for v in x]}), "y", verbose=False)
         model.save(str(tmp_path / f"source{i}"))
         sources.append((str(tmp_path / f"source{i}"), model.predict(Frame({"x": [0.1, 0.9]})).to_pylist()))
-    url = str(tmp_path / "shared")
+    url = str(tmp_path / "one_folder")
     load_model(sources[0][0]).save(url)                      # the models replace an existing one
     answers = [answer for _, answer in sources]
 
