@@ -105,9 +105,13 @@ def report(
     if ledger is not None:
         import ray
 
-        # Waited for, so the count is in before this task's result reaches the driver.
-        ray.get(ledger.add.remote(stage, failed, total, list(examples)[:_EXAMPLES], action, unit))
-        return
+        try:
+            # Waited for, so the count is in before this task's result reaches the driver.
+            ray.get(ledger.add.remote(stage, failed, total, list(examples)[:_EXAMPLES], action, unit))
+            return
+        except ray.exceptions.RayActorError:
+            # The ledger went with its node: the count is said here, and the block's rows are kept.
+            _handles.pop(_session_key(), None)
     if failed <= 0:
         return
     tally = _Tally()
@@ -196,11 +200,15 @@ def _driver_ledger():
 
     if not ray.is_initialized():
         return None
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
     key = _session_key()
     if key not in _handles:
-        # A tiny actor: no CPU of its own, so it never takes a slot from the work it counts.
+        # A tiny actor: no CPU of its own, so it never takes a slot from the work it counts. It lives on the
+        # driver's node (the head, for a job or a ray:// session), so losing a worker node never loses it.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
         _handles[key] = ray.remote(num_cpus=0)(_Ledger).options(
-            name=_LEDGER, get_if_exists=True, max_concurrency=1
+            name=_LEDGER, get_if_exists=True, max_concurrency=1, scheduling_strategy=here
         ).remote()
     return _handles[key]
 
