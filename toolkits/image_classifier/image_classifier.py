@@ -268,6 +268,24 @@ class ImageClassifier(Model):
         with failures.job():
             return self.classifier._evaluate(self._features(frame), metric, nulls)
 
+    def explore(self, frame: Any, path: str | None = None, **options: Any) -> str:
+        """A page of the evaluation on labelled images: the confusion matrix, each cell opening its images.
+
+        Misclassified rows come first in the grid; the map draws the deep
+        features coloured by the true class. ``options`` go to
+        :func:`framelab.frames.images.explore.explore`. Returns the page's path.
+
+        Example:
+            >>> from framelab.toolkits import datasets, image_classifier
+            >>> photos = datasets.caltech101(classes=["ewer", "sunflower"], per_class=6)
+            >>> model = image_classifier.create(photos, "label", seed=0, verbose=False)
+            >>> model.explore(photos).endswith(".html")
+            True
+        """
+        from framelab.toolkits.model_pages import classifier_page
+
+        return classifier_page(self, check_frame(frame), path, **options)
+
     def _state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         metadata, arrays = self.classifier._state()
         metadata = {

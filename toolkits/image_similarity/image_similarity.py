@@ -162,6 +162,20 @@ class ImageSimilarityModel(Model):
             )
         return self.neighbors.connected_components(radius=threshold, k=k)
 
+    def explore(self, frame: Any, path: str | None = None, k: int = 5, **options: Any) -> str:
+        """A page of the reference images: click one for its ``k`` nearest neighbours; near-duplicate groups side by side.
+
+        ``frame`` is the frame the model was built on (the reference rows, in
+        order). ``options`` go to :func:`framelab.toolkits.model_pages.similarity_page`.
+
+        Example:
+            >>> model.explore(photos, k=8)  # doctest: +SKIP
+            '/tmp/framelab-explore-....html'
+        """
+        from framelab.toolkits.model_pages import similarity_page
+
+        return similarity_page(self, check_frame(frame), path, k=k, **options)
+
     # ---------------------------------------------------------- persistence
     def _state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         metadata, arrays = self.neighbors._state()

@@ -244,6 +244,18 @@ class ImageTagger(Model):
             out = out.drop(self.feature_column)  # extracted on the way; the caller asked for tags
         return out
 
+    def explore(self, frame: Any, path: str | None = None, k: int | None = DEFAULT_K,
+                threshold: float | None = None, **options: Any) -> str:
+        """A page of the images with their tags: tag facets with counts over all rows, a filter by tag and score.
+
+        Example:
+            >>> tagger.explore(photos)  # doctest: +SKIP
+            '/tmp/framelab-explore-....html'
+        """
+        from framelab.toolkits.model_pages import tagger_page
+
+        return tagger_page(self, frame, path, k=k, threshold=threshold, **options)
+
     def evaluate(self, frame: Any, tags_column: str | None = None, threshold: float | None = None) -> dict[str, Any]:
         """Per-tag precision, recall and average precision against the frame's tags, and their macro means.
 

@@ -300,11 +300,12 @@ class KMeansModel(Model):
             # A column expression with a known type: no sample row runs (and is counted) to find the schema.
             return frame.with_column(_OUTPUT, nearest).select(_OUTPUT).to_arrow().column(0)
 
-    def explore(self, frame: Any = None, path: str | None = None, per_cluster: int = 12) -> str:
-        """An HTML page of each cluster's images, nearest to the centre first; returns its path.
+    def explore(self, frame: Any = None, path: str | None = None, per_cluster: int = 12, **options: Any) -> str:
+        """An HTML page of each cluster as a section (its size over all rows), nearest the centre first; returns its path.
 
         ``frame``: the frame of images the model was built on (by default the
         one given to :func:`create`, when this model was made in this session).
+        ``options`` go to :func:`framelab.frames.images.explore.explore`.
 
         Example:
             >>> from framelab.toolkits import datasets, kmeans
@@ -312,22 +313,14 @@ class KMeansModel(Model):
             >>> model.explore()  # doctest: +SKIP
             '/tmp/framelab-explore-....html'
         """
-        import polars as pl
-
-        from framelab.frames import Frame
+        from framelab.toolkits.model_pages import kmeans_page
 
         frame = self._source if frame is None else check_frame(frame, "frame")
         if frame is None:
             raise InputError("explore() needs the frame of images the model was built on: model.explore(frame)")
         if not isinstance(per_cluster, (int, np.integer)) or per_cluster < 1:
             raise InputError(f"per_cluster must be a positive integer; got {per_cluster!r}")
-        assigned = self.cluster_id.select("row_id", "cluster_id", "distance").to_polars()
-        shown = (assigned.drop_nulls("cluster_id").sort(["cluster_id", "distance"])
-                 .group_by("cluster_id", maintain_order=True).head(per_cluster)
-                 .select("row_id", "cluster_id", "distance"))
-        rows = frame.add_row_number("row_id").filter(pl.col("row_id").is_in(shown["row_id"].to_list()))
-        page = rows.join(Frame(shown), on="row_id").sort(["cluster_id", "distance"])
-        return page.explore(path)
+        return kmeans_page(self, frame, path, per_cluster=int(per_cluster), **options)
 
     def _features_of(self, frame: Any) -> Any:
         frame = check_frame(frame, "frame")
