@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -74,15 +75,14 @@ class Browser:
              "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
-        # Chromium prints "DevTools listening on ws://..." once it listens (and names the port in a file).
-        if not self._listening(timeout) or not (Path(self.profile) / "DevToolsActivePort").is_file():
+        # Chromium prints "DevTools listening on ws://..." once it listens: that line is the address.
+        address = self._listening(timeout)
+        if address is None:
             self.close()
             raise TimeoutError(f"headless Chromium did not open its DevTools port within {timeout:.0f}s")
         # Its later output is drained by a thread, so a full pipe never blocks the browser.
         threading.Thread(target=self.process.stderr.read, daemon=True).start()
-        port_file = Path(self.profile) / "DevToolsActivePort"
-        port, path = port_file.read_text().split()[:2]
-        self.socket = connect(f"ws://127.0.0.1:{port}{path}", max_size=None, open_timeout=timeout)
+        self.socket = connect(address, max_size=None, open_timeout=timeout)
         self.next_id = 0
         self.events: list[dict] = []
         target = self.send("Target.createTarget", url="about:blank")["targetId"]
@@ -91,20 +91,22 @@ class Browser:
         self.send("Emulation.setDeviceMetricsOverride", session=True, width=WIDTH, height=HEIGHT,
                   deviceScaleFactor=1, mobile=False)
 
-    def _listening(self, timeout: float) -> bool:
+    def _listening(self, timeout: float) -> str | None:
         seen = b""
         deadline = time.monotonic() + timeout
         fd = self.process.stderr.fileno()
-        while b"DevTools listening on" not in seen:
+        while True:
+            found = re.search(rb"DevTools listening on (ws://\S+)", seen)
+            if found:
+                return found.group(1).decode()
             left = deadline - time.monotonic()
             if left <= 0 or self.process.poll() is not None:
-                return False
+                return None
             if select.select([fd], [], [], left)[0]:
                 chunk = os.read(fd, 65536)
                 if not chunk:
-                    return False
+                    return None
                 seen += chunk
-        return True
 
     def send(self, method: str, session: bool = False, timeout: float = 60.0, **params: Any) -> dict:
         """Send one protocol command and return its result (events that arrive meanwhile are kept)."""
