@@ -338,7 +338,7 @@ def test_explore_shows_each_images_tags_beside_its_thumbnail(coral_logits, tagge
     page = tagged.explore(str(tmp_path / "tags.html"))
     text = open(page).read()
     assert "animal 1.00, bird 1.00, parrot 1.00, macaw 1.00" in text
-    assert '"wrap": ["tags"]' in text
+    assert '{"name":"tags","kind":"items"}' in text  # a list column: wrapped on the card, a tag facet
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("headless Chromium is not installed; the page's data was checked, not its rendering")

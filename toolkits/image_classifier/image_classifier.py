@@ -278,9 +278,9 @@ class ImageClassifier(Model):
         Example:
             >>> from framelab.toolkits import datasets, image_classifier
             >>> photos = datasets.caltech101(classes=["ewer", "sunflower"], per_class=6)
-            >>> model = image_classifier.create(photos, "label", seed=0, verbose=False)
-            >>> model.explore(photos).endswith(".html")
-            True
+            >>> model = image_classifier.create(photos, "label", seed=0, verbose=False)  # doctest: +SKIP
+            >>> model.explore(photos)  # doctest: +SKIP
+            '/tmp/framelab-explore-....html'
         """
         from framelab.toolkits.model_pages import classifier_page
 
