@@ -10,7 +10,6 @@ from __future__ import annotations
 import html
 import json
 import os
-import tempfile
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -18,6 +17,7 @@ import pyarrow as pa
 from framelab.frames.errors import InputError
 from framelab.frames.images.display import THUMBNAIL_SIZE, cell_html, image_columns, thumbnail_uri
 from framelab.frames.images.image_type import image_bytes
+from framelab.frames.images.page import ExplorePage, page_path
 
 if TYPE_CHECKING:
     from framelab.frames.frame import Frame
@@ -102,8 +102,12 @@ def explore(
     max_rows: int = MAX_ROWS,
     page_size: int = PAGE_SIZE,
     thumbnail_size: int = THUMBNAIL_SIZE * 2,
-) -> str:
+) -> ExplorePage:
     """Write a self-contained HTML page of the frame's images (paged) and return its path.
+
+    With no ``path``, the page goes to ``FRAMELAB_EXPLORE_DIR`` (else the
+    temporary folder); the returned :class:`~framelab.frames.images.page.ExplorePage`
+    reads as the path and shows the page inline in a notebook.
 
     Only the first ``max_rows`` rows are put on the page; thumbnails are made
     while streaming the frame, so the driver holds thumbnails, not images.
@@ -133,13 +137,10 @@ def explore(
             rows.append(
                 {
                     "thumbs": {n: thumbs[n][i] for n in images},
-                    "cells": {html.escape(n): cell_html(v[i], 240 if n in wrap else 60) for n, v in others.items()},
+                    "cells": {html.escape(n): cell_html(v[i], 240 if n in wrap else _line_chars(n, thumbnail_size)) for n, v in others.items()},
                 }
             )
-    if path is None:
-        fd, path = tempfile.mkstemp(prefix="framelab-explore-", suffix=".html")
-        os.close(fd)
-    path = os.fspath(path)
+    path = page_path(path)
     data = json.dumps({"images": images, "wrap": [html.escape(n) for n in wrap], "rows": rows}).replace("</", "<\\/")
     page = _PAGE % {
         "title": "framelab explore",
@@ -152,6 +153,12 @@ def explore(
     with open(path, "w", encoding="utf-8") as f:
         f.write(page)
     return path
+
+
+def _line_chars(name: str, thumbnail_size: int) -> int:
+    # About 7 px a character at the card's font: a longer value would be cut again by the card's
+    # CSS ellipsis, at its end, where a path keeps its file name.
+    return max(12, (thumbnail_size + 12) // 7 - len(name) - 2)
 
 
 def _is_nested(dtype: pa.DataType) -> bool:

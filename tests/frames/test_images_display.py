@@ -82,3 +82,23 @@ def test_explore_page_renders_its_thumbnails_in_headless_chromium(two_classes, t
         assert shot.is_file() and shot.stat().st_size > 10_000
     finally:
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_long_paths_show_their_file_name_in_repr_html_and_the_explore_page(caltech, tmp_path, monkeypatch):
+    folder = tmp_path / "a_corpus_folder_with_a_rather_long_name" / "hymenoptera_train_2024" / "ewers"
+    folder.mkdir(parents=True)
+    shutil.copy(caltech / "ewer" / "image_0001.jpg", folder / "museum_0001.jpg")
+    photos = _read(str(folder))
+    full = photos.to_pydict()["path"][0]
+    assert len(full) > 60
+    assert "…/ewers/museum_0001.jpg" in repr(photos)  # the text view keeps the end
+    assert "…/ewers/museum_0001.jpg" in repr(Frame({"path": [full]}))
+    hover = f'<span title="{full}">…'
+    for page in (photos._repr_html_(), Frame({"path": [full]})._repr_html_()):
+        assert hover in page and "museum_0001.jpg</span>" in page  # whole path on hover
+    monkeypatch.setenv("FRAMELAB_EXPLORE_DIR", str(tmp_path / "pages"))
+    page = photos.explore()
+    assert repr(page) == str(page) and page.startswith(str(tmp_path / "pages" / "framelab-explore-"))
+    text = Path(page).read_text()
+    assert f'<span title=\\"{full}\\">' in text and "museum_0001.jpg<\\/span>" in text  # the page's data (JSON)
+    assert '<iframe srcdoc="' in page._repr_html_() and str(page) in page._repr_html_()
