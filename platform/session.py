@@ -47,6 +47,13 @@ _NO_ACTION = {
     "ray.client_builder": ("Passing the following kwargs to ray.init() on the server",),
     # Said by a Ray Client session, whose connection is set up off the main thread: nothing to act on.
     "ray._private.worker": ("SIGTERM handler is not set because current thread is not the main thread",),
+    # Ray Data logs a failed task's traceback (and again, whole) before it raises; framelab then raises the
+    # task's own error (a bad image under on_error="raise", missing S3 credentials), which says the fix.
+    "ray.data._internal.execution.streaming_executor_state": ("An exception was raised from a task of operator",),
+    "ray.data.exceptions": (
+        "Exception occurred in Ray Data or Ray Core internal code", "Exception occurred in user code",
+        "Full stack trace:",
+    ),
 }
 
 
