@@ -22,9 +22,8 @@ class PlainText(str):
 
     Example:
         >>> from framelab.frames.display import PlainText
-        >>> PlainText("Map  @cluster\n  InMemory  @driver")
-        Map  @cluster
-          InMemory  @driver
+        >>> PlainText("Map  @cluster"), str(PlainText("x")) == "x"
+        (Map  @cluster, True)
     """
 
     def __repr__(self) -> str:
