@@ -21,8 +21,8 @@ FRAMES_ORDER = [
     "errors", "validation", "vectors", "cells", "expressions", "conversion", "storage", "commits", "predicates",
     "blocks",
     "hashing", "sampling", "blockwise", "aggregates", "joins", "io", "saved",
-    "images.decode", "images.image_type", "images.ops", "images.display", "images.explore",
-    "display", "logical", "sources", "images.read", "execution", "planner", "groupby", "readers", "subsets", "frame",
+    "images.decode", "images.image_type", "images.ops", "images.display",
+    "display", "images.page", "images.explore", "logical", "sources", "images.read", "execution", "planner", "groupby", "readers", "subsets", "frame",
 ]
 # (importer, imported): upward imports with a reason.
 ALLOWED = {
