@@ -173,8 +173,12 @@ def test_sizes_for_a_cluster_are_refused_with_the_fix(monkeypatch):
         connect(num_cpus=2, object_store_memory=1_000_000_000)
 
 
-def test_a_failing_read_prints_one_framelab_message_and_no_ray_trace(tmp_path, caltech, s3_server):
-    """on_error="raise" on a broken image, and an S3 read without credentials: the error is all the console shows."""
+def test_failing_reads_print_one_framelab_message_and_many_workers_no_raylet_warning(tmp_path, caltech, s3_server):
+    """on_error="raise" on a broken image, an S3 read without credentials: the error is all the console shows.
+
+    Then as many Python workers as a training job starts on a laptop (24 actors, 12x the session's 2 CPUs):
+    Ray's raylet warns about that on stdout unless the session raised its startup concurrency.
+    """
     import os
     import shutil
 
@@ -194,6 +198,10 @@ def test_a_failing_read_prints_one_framelab_message_and_no_ray_trace(tmp_path, c
         "        read().materialize()\n"
         "    except Exception as err:\n"
         "        print(f'{type(err).__name__}: {err}', file=sys.stderr)\n"
+        "import ray\n"
+        "Worker = ray.remote(num_cpus=0)(type('Worker', (), {'ping': lambda self: 1}))\n"
+        "workers = [Worker.remote() for _ in range(24)]\n"
+        "print('pings', sum(ray.get([w.ping.remote() for w in workers])))\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_CONFIG_FILE=str(tmp_path / "none"))
@@ -207,3 +215,4 @@ def test_a_failing_read_prints_one_framelab_message_and_no_ray_trace(tmp_path, c
     assert lines[0].startswith("ImageReadError: cannot read ") and "broken.jpg" in lines[0]
     assert lines[1].startswith("StorageError: ") and f"s3://{bucket}/photos" in lines[1]
     assert "no credentials were found: pass key and secret in storage_options" in lines[1]
+    assert out.stdout.splitlines() == ["pings 24"], out.stdout  # no "(raylet) WARNING: N PYTHON worker processes"
