@@ -7,12 +7,27 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from framelab.frames.cells import records_text
+from framelab.frames.cells import records_text, shorten, shortened_html
 
 if TYPE_CHECKING:
     from framelab.frames.frame import Frame
 
 PREVIEW_ROWS = 10
+
+
+class PlainText(str):
+    """A string that shows as itself at a prompt (real line breaks, no quotes); ``print`` shows the same.
+
+    What :meth:`Frame.explain` returns, so typing ``frame.explain()`` shows the plan.
+
+    Example:
+        >>> from framelab.frames.display import PlainText
+        >>> PlainText("Map  @cluster"), str(PlainText("x")) == "x"
+        (Map  @cluster, True)
+    """
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 def type_name(dtype: pa.DataType) -> str:
@@ -26,7 +41,7 @@ def type_name(dtype: pa.DataType) -> str:
     return str(dtype)
 
 
-def _cell(value: object, width: int = 24) -> str:
+def _text(value: object) -> str:
     if isinstance(value, dict) and "bytes" in value:
         return f"<image {value.get('width')}x{value.get('height')}>"
     records = records_text(value)
@@ -40,7 +55,11 @@ def _cell(value: object, width: int = 24) -> str:
         text = f"{value:.6g}"
     else:
         text = str(value)
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return text
+
+
+def _cell(value: object, width: int = 24) -> str:
+    return shorten(_text(value), width)
 
 
 def frame_text(frame: Frame) -> str:
@@ -81,7 +100,7 @@ def frame_html(frame: Frame) -> str:
         f"<th>{html.escape(f.name)}<br><small>{html.escape(type_name(f.type))}</small></th>" for f in schema
     )
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_cell(v, 60))}</td>" for v in row.values()) + "</tr>"
+        "<tr>" + "".join(f"<td>{shortened_html(_text(v), 60)}</td>" for v in row.values()) + "</tr>"
         for row in preview.to_pylist()
     )
     return f"<table class='framelab-frame'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

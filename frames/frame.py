@@ -61,6 +61,9 @@ class Frame(Readers, Subsets):
     def explore(self, path: str | None = None, **options: Any) -> str:
         """Write a self-contained, paged HTML page of the frame (image thumbnails included); return its path.
 
+        With no ``path`` the page goes to the folder ``FRAMELAB_EXPLORE_DIR`` names (else the temporary
+        folder). The path returned reads as itself in a REPL and shows the page inline in a notebook.
+
         Example:
             >>> from framelab.toolkits.datasets import caltech101_path
             >>> Frame.read_images(str(caltech101_path() / "ewer")).head(4).explore().endswith(".html")
@@ -90,6 +93,9 @@ class Frame(Readers, Subsets):
     def explain(self) -> str:
         """The plan the planner chose: each step, where it runs (@driver or @cluster), and how.
 
+        Returns the plan as a string that shows as the plan itself at a prompt (``frame.explain()``);
+        in a script, ``print`` it.
+
         Example:
             >>> from framelab.frames import agg
             >>> f = Frame({"k": [1, 2, 1]}).repartition(2).filter(pl.col("k") > 0)
@@ -100,7 +106,9 @@ class Frame(Readers, Subsets):
                   Repartition  @cluster  2 blocks, pinned to the cluster
                     InMemory  @driver  3 rows, 0.0 MB
         """
-        return planner.explain(self._node)
+        from framelab.frames.display import PlainText
+
+        return PlainText(planner.explain(self._node))
 
     def _is_local(self) -> bool:
         return "table" in self._cache or planner.placement(self._node) == planner.DRIVER

@@ -78,11 +78,14 @@ class Progress:
         elif self._mode == "notebook":
             self._show_in_notebook(self._line(now, running=True))
 
-    def close(self) -> None:
-        """Finish the display: the final line at a terminal or in a notebook, the summary in a log."""
+    def close(self, failed: bool = False) -> None:
+        """Finish the display: the final line at a terminal or in a notebook, the summary in a log.
+
+        ``failed``: the job raised; its error is the one message to show, so no summary is written.
+        """
         self._report(closed=True)
         now = time.monotonic()
-        if now - self._start < self._quiet or self._mode == "relay":
+        if failed or now - self._start < self._quiet or self._mode == "relay":
             if self._mode == "terminal" and self._drawn:
                 self._stream.write("\r\033[K")
             return
@@ -102,8 +105,8 @@ class Progress:
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(failed=exc_type is not None)
 
     def _line(self, now: float, *, running: bool) -> str:
         elapsed = max(now - self._start, 1e-9)

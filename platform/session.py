@@ -28,6 +28,12 @@ RAY_ADDRESS_ENV = "RAY_ADDRESS"
 # Set by Ray's job supervisor for a job's driver (its runtime_env and metadata).
 JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 LOOPBACK = "127.0.0.1"
+# Python workers a local Ray's raylet may start at once. Ray's default is the node's CPUs, and its raylet
+# warns ("N PYTHON worker processes have been started ... 4x the maximum expected startup concurrency")
+# once 4x that many workers exist: on a laptop framelab's own actor pools and a training job's workers
+# pass 8 of them. That warning reaches the console through Ray's error channel, past every log filter,
+# and the user can do nothing about it; at 16 it comes at 64 workers, where it may mean something.
+LOCAL_STARTUP_CONCURRENCY = 16
 
 _lock = threading.Lock()
 # Called when the session ends (state kept per session elsewhere in the platform layer).
@@ -47,6 +53,13 @@ _NO_ACTION = {
     "ray.client_builder": ("Passing the following kwargs to ray.init() on the server",),
     # Said by a Ray Client session, whose connection is set up off the main thread: nothing to act on.
     "ray._private.worker": ("SIGTERM handler is not set because current thread is not the main thread",),
+    # Ray Data logs a failed task's traceback (and again, whole) before it raises; framelab then raises the
+    # task's own error (a bad image under on_error="raise", missing S3 credentials), which says the fix.
+    "ray.data._internal.execution.streaming_executor_state": ("An exception was raised from a task of operator",),
+    "ray.data.exceptions": (
+        "Exception occurred in Ray Data or Ray Core internal code", "Exception occurred in user code",
+        "Full stack trace:",
+    ),
 }
 
 
@@ -183,7 +196,8 @@ def connect(
         if address is None:
             # "local" always starts our own Ray; without it ray.init joins whatever Ray
             # another process on this machine started last.
-            kwargs.update(address="local", include_dashboard=False, _node_ip_address=LOOPBACK, **dict(sizes))
+            kwargs.update(address="local", include_dashboard=False, _node_ip_address=LOOPBACK, **dict(sizes),
+                          _system_config={"worker_maximum_startup_concurrency": LOCAL_STARTUP_CONCURRENCY})
             with _loopback_node_address():
                 ray.init(**{k: v for k, v in kwargs.items() if v is not None})
         else:

@@ -22,7 +22,7 @@ FRAMES_ORDER = [
     "blocks",
     "hashing", "sampling", "blockwise", "aggregates", "joins", "io", "saved",
     "images.decode", "images.image_type", "images.ops", "images.display",
-    "display", "images.summaries", "images.explore", "logical", "sources", "images.read", "execution", "planner", "groupby", "readers", "subsets", "frame",
+    "display", "images.summaries", "images.page", "images.explore", "logical", "sources", "images.read", "execution", "planner", "groupby", "readers", "subsets", "frame",
 ]
 # (importer, imported): upward imports with a reason.
 ALLOWED = {

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from framelab.frames.cells import records_text
+from framelab.frames.cells import records_text, shortened_html
 from framelab.frames.images.decode import open_image, to_mode
 from framelab.frames.images.image_type import image_bytes, is_image_type
 
@@ -60,10 +60,14 @@ def image_columns(schema: pa.Schema) -> list[str]:
 def cell_html(value: Any, width: int = 40) -> str:
     """One non-image cell as escaped, shortened text; structs read as their values ("macaw 0.99").
 
+    A path keeps its end (the file name); a cut value shows whole on hover.
+
     Example:
         >>> from framelab.frames.images.display import cell_html
         >>> cell_html([{"tag": "bird", "score": 0.998}, {"tag": "macaw", "score": 0.91}])
         'bird 1.00, macaw 0.91'
+        >>> cell_html("/home/ana/photos/hymenoptera/train/ants/0013035.jpg", 24)
+        '<span title="/home/ana/photos/hymenoptera/train/ants/0013035.jpg">…/train/ants/0013035.jpg</span>'
     """
     if value is None:
         return '<span style="color:#999">null</span>'
@@ -78,9 +82,7 @@ def cell_html(value: Any, width: int = 40) -> str:
         text = f"[{', '.join(map(str, value[:3]))}, ... ({len(value)})]"
     else:
         text = str(value)
-    if len(text) > width:
-        text = text[: width - 1] + "…"
-    return html.escape(text)
+    return shortened_html(text, width)
 
 
 def table_html(table: pa.Table, *, total_rows: int | None = None, size: int = THUMBNAIL_SIZE) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import html
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +25,7 @@ import pyarrow as pa
 from framelab.frames.errors import InputError
 from framelab.frames.images.display import THUMBNAIL_SIZE, cell_html, image_columns, thumbnail_uri
 from framelab.frames.images.image_type import image_bytes
+from framelab.frames.images.page import ExplorePage, page_path
 from framelab.frames.images.summaries import column_kind, json_safe, summarize
 
 if TYPE_CHECKING:
@@ -76,8 +76,12 @@ def explore(
     embedding: str | None = "auto",
     views: Views | None = None,
     seed: int = 0,
-) -> str:
+) -> ExplorePage:
     """Write a self-contained HTML explorer of the frame and return its path.
+
+    With no ``path``, the page goes to ``FRAMELAB_EXPLORE_DIR`` (else the
+    temporary folder); the returned :class:`~framelab.frames.images.page.ExplorePage`
+    reads as the path and shows the page inline in a notebook.
 
     Every column is summarised over all rows (on the cluster, see
     :mod:`~framelab.frames.images.summaries`); the grid holds up to
@@ -205,11 +209,8 @@ def _map(vectors: np.ndarray | None, column: str | None) -> dict[str, Any] | Non
             "xy": [None if np.isnan(p[0]) else [round(float(p[0]), 5), round(float(p[1]), 5)] for p in xy]}
 
 
-def _write(path: str | os.PathLike | None, data: dict[str, Any], title: str, note: str) -> str:
-    if path is None:
-        fd, path = tempfile.mkstemp(prefix="framelab-explore-", suffix=".html")
-        os.close(fd)
-    path = os.fspath(path)
+def _write(path: str | os.PathLike | None, data: dict[str, Any], title: str, note: str) -> ExplorePage:
+    path = page_path(path)
     # "</" is escaped so no value can close the script element that holds the data.
     payload = json.dumps(json_safe(data), separators=(",", ":")).replace("</", "<\\/")
     page = _TEMPLATE.read_text(encoding="utf-8")

@@ -144,3 +144,10 @@ def test_pushing_a_filter_down_never_changes_the_rows(days: str, predicate: pl.E
     want = pl.read_parquet(days).filter(predicate).select("day", "x").sort("day")
     assert got.equals(want, null_equal=True), (got.height, want.height)
     assert frame.num_rows() == want.height
+
+
+def test_explain_returns_the_plan_which_shows_as_itself_at_a_prompt():
+    plan_text = Frame({"x": [1, 2]}).filter(pl.col("x") > 1).explain()
+    assert isinstance(plan_text, str)
+    # What a REPL or notebook prints for `frame.explain()`: the plan's lines, not a quoted string with "\n".
+    assert repr(plan_text) == str(plan_text) and repr(plan_text).splitlines()[0].startswith("Map")

@@ -171,3 +171,50 @@ def test_sizes_for_a_cluster_are_refused_with_the_fix(monkeypatch):
             connect("ray://127.0.0.1:1", num_cpus=2)
     finally:
         connect(num_cpus=2, object_store_memory=1_000_000_000)
+
+
+def test_failing_reads_print_one_framelab_message_and_many_workers_no_raylet_warning(tmp_path, caltech, s3_server):
+    """on_error="raise" on a broken image, an S3 read without credentials: the error is all the console shows.
+
+    Then more Python workers than 4x the session's 2 CPUs (12 actors), as training starts on a laptop:
+    Ray's raylet warns about that on stdout unless the session raised its startup concurrency.
+    """
+    import os
+    import shutil
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(caltech / "ewer" / "image_0001.jpg", photos / "good.jpg")
+    (photos / "broken.jpg").write_bytes((caltech / "ewer" / "image_0002.jpg").read_bytes()[:3000])
+    bucket = s3_server.make_bucket("quiet-errors")
+    s3_server.upload(photos, f"s3://{bucket}/photos")
+    script = (
+        "import sys\n"
+        "from framelab.frames import Frame\n"
+        "from framelab.platform.session import connect\n"
+        "connect(num_cpus=2)  # a laptop's Ray, whatever this machine has\n"
+        "reads = [lambda: Frame.read_images(sys.argv[1], on_error='raise'),\n"
+        "         lambda: Frame.read_images(sys.argv[2], storage_options={'endpoint_url': sys.argv[3]})]\n"
+        "for read in reads:\n"
+        "    try:\n"
+        "        read().materialize()\n"
+        "    except Exception as err:\n"
+        "        print(f'{type(err).__name__}: {err}', file=sys.stderr)\n"
+        "import ray\n"
+        "Worker = ray.remote(num_cpus=0)(type('Worker', (), {'ping': lambda self: 1}))\n"
+        "workers = [Worker.remote() for _ in range(12)]\n"
+        "print('pings', sum(ray.get([w.ping.remote() for w in workers])))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_CONFIG_FILE=str(tmp_path / "none"))
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(photos), f"s3://{bucket}/photos/", s3_server.endpoint],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300, env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    assert len(lines) == 2, out.stderr  # one line per failed read: no Ray ERROR log, no traceback
+    assert lines[0].startswith("ImageReadError: cannot read ") and "broken.jpg" in lines[0]
+    assert lines[1].startswith("StorageError: ") and f"s3://{bucket}/photos" in lines[1]
+    assert "no credentials were found: pass key and secret in storage_options" in lines[1]
+    assert out.stdout.splitlines() == ["pings 12"], out.stdout  # no "(raylet) WARNING: N PYTHON worker processes"

@@ -149,12 +149,12 @@ def test_evaluate_matches_sklearn_metrics():
     assert model.evaluate(frame, metric="accuracy") == {"accuracy": result["accuracy"]}
 
 
-def test_validation_auto_holds_out_five_percent_and_none_disables_it():
-    X, y = _blobs(n=1000)
+def test_validation_auto_holds_out_a_fifth_of_the_rows_and_none_disables_it():
+    X, y = _blobs(n=245)  # the corpus where the old 5% rule left 10 rows
     frame = _frame(X, y)
     auto = classifier.create(frame, "label", seed=3, verbose=False).training
-    assert 20 <= auto["num_validation_examples"] <= 80
-    assert auto["num_examples"] + auto["num_validation_examples"] == 1000
+    assert auto["num_validation_examples"] == 49 >= 0.2 * 245  # exactly the rule's count, whatever the seed
+    assert auto["num_examples"] + auto["num_validation_examples"] == 245
     assert auto["validation_accuracy"] is not None
     off = classifier.create(frame, "label", validation_set=None, verbose=False).training
     assert off["num_validation_examples"] == 0 and off["validation_accuracy"] is None

@@ -105,12 +105,20 @@ def test_out_of_the_box_tags_name_the_class_and_its_broader_kinds(coral_tags):
     assert "insect" in names["dragonfly.bmp"]
 
 
-def test_tags_come_best_first_at_most_k_and_above_the_default_minimum(coral_tags):
+def test_tags_come_finest_first_at_most_k_and_above_the_default_minimum(tagger, coral_logits, coral_tags):
+    hierarchy = json.loads(DATA_FILE.read_text())
+    covers = {c["name"]: 1 for c in hierarchy["classes"]} | {t["name"]: len(t["classes"]) for t in hierarchy["tags"]}
     for row in coral_tags.values():
         scores = [t["score"] for t in row]
         assert 0 < len(row) <= image_tagger.DEFAULT_K
-        assert scores == sorted(scores, reverse=True)
         assert min(scores) >= image_tagger.DEFAULT_MIN_SCORE - 1e-7
+        # The first chain: the finest confident tag, then broader tags (each covers more, scores no less).
+        assert covers[row[0]["tag"]] == min(covers[t["tag"]] for t in row)
+    assert _names(coral_tags["parrot.jpg"])[:4] == ["macaw", "parrot", "bird", "animal"]
+    first = tagger.tag(coral_logits, k=1).select("path", "tags").to_pydict()
+    first = {os.path.basename(p): _names(t) for p, t in zip(first["path"], first["tags"])}
+    assert first["parrot.jpg"] == ["macaw"] and first["hot_dog.jpg"] == ["hotdog"]
+    assert first["cat.bmp"] == ["Egyptian cat"] and "cat" in _names(coral_tags["cat.bmp"])
 
 
 def test_a_broader_tag_scores_the_sum_of_its_classes_probabilities(tagger, coral_logits, coral):
@@ -323,12 +331,12 @@ def test_undecodable_images_keep_their_rows_with_null_tags_and_are_counted(coral
     expr = TagScores("imagenet_logits", model.scorer, tuple(model.vocabulary), 5, np.full(1330, 0.99))
     with pytest.warns(UserWarning, match="2 of 4 image"):
         block = expr.evaluate(featured).to_pylist()
-    assert _names(block[0]) == ["animal", "bird", "parrot", "macaw"]
+    assert _names(block[0]) == ["macaw", "parrot", "bird", "animal"]
     assert block[1] is None and block[2] is None  # no features: no tags, row kept
     assert block[3] == []  # decoded, but no tag as sure as 0.99 (hotdog scores 0.73)
     out = model.tag(frame, threshold=0.99).to_pydict()
     assert out["id"] == [0, 1, 2, 3]
-    assert [None if r is None else _names(r) for r in out["tags"]] == [["animal", "bird", "parrot", "macaw"], None, None, []]
+    assert [None if r is None else _names(r) for r in out["tags"]] == [["macaw", "parrot", "bird", "animal"], None, None, []]
     assert "imagenet_logits" not in out  # extracted on the way, not kept
 
 
@@ -337,7 +345,7 @@ def test_explore_shows_each_images_tags_beside_its_thumbnail(coral_logits, tagge
     tagged = tagger.tag(coral_logits, k=4).select("image", "path", "tags")
     page = tagged.explore(str(tmp_path / "tags.html"))
     text = open(page).read()
-    assert "animal 1.00, bird 1.00, parrot 1.00, macaw 1.00" in text
+    assert "macaw 1.00, parrot 1.00, bird 1.00, animal 1.00" in text
     assert '{"name":"tags","kind":"items"}' in text  # a list column: wrapped on the card, a tag facet
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -353,7 +361,7 @@ def test_explore_shows_each_images_tags_beside_its_thumbnail(coral_logits, tagge
         shutil.rmtree(profile, ignore_errors=True)
     assert dom.count('class="card"') == 8
     assert 'data-images-loaded="8"' in dom  # every thumbnail decoded
-    assert re.search(r'<div title="tags" class="wrap"><b>tags</b>: animal 1\.00, bird 1\.00, parrot 1\.00, macaw', dom)
+    assert re.search(r'<div title="tags" class="wrap"><b>tags</b>: macaw 1\.00, parrot 1\.00, bird 1\.00, animal', dom)
 
 
 # ----------------------------------------------------------- two nodes

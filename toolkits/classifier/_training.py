@@ -58,14 +58,34 @@ class ShardLoader:
         return {"train": _concat(train, schema), "valid": _concat(valid, schema)}
 
 
-def holdout_mask(row_ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """True for rows held out: a hash of (seed, global row id), so independent of blocks and nodes."""
+def holdout_draws(row_ids: np.ndarray, seed: int) -> np.ndarray:
+    """Each row's draw in [0, 1): a hash of (seed, global row id), so independent of blocks and nodes."""
     with np.errstate(over="ignore"):  # splitmix64 relies on uint64 wrap-around
         z = row_ids.astype(np.uint64) + np.uint64(seed & 0xFFFFFFFF) * np.uint64(0x9E3779B97F4A7C15)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53) < fraction
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def holdout_mask(row_ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """True for rows held out: those whose draw (:func:`holdout_draws`) is under ``fraction``."""
+    return holdout_draws(row_ids, seed) < fraction
+
+
+def holdout_cut(num_rows: int, count: int, seed: int) -> float:
+    """The ``fraction`` for :func:`holdout_mask` that holds out exactly ``count`` of rows ``0 .. num_rows - 1``.
+
+    Above a million rows the draws are not all made in the driver: ``count / num_rows``
+    holds out that many give or take a tenth of a percent.
+    """
+    if count <= 0:
+        return 0.0
+    if count >= num_rows:
+        return 1.0
+    if num_rows > 1_000_000:
+        return count / num_rows
+    return float(np.partition(holdout_draws(np.arange(num_rows), seed), count)[count])
 
 
 def shard_observe(state: dict, encoder: FeatureEncoder, target: str) -> dict:

@@ -228,19 +228,18 @@ def _check_labels(frame: Any, target: str) -> list:
 
 def _split(frame: Any, validation_set: Any, seed: int) -> tuple[Any, Any]:
     """(training rows, validation rows or None), as the linear probe's "auto" rule holds out."""
-    from framelab.toolkits.classifier.logistic_classifier import (
-        AUTO_VALIDATION_FRACTION,
-        AUTO_VALIDATION_MIN_ROWS,
-    )
+    from framelab.toolkits.classifier.logistic_classifier import auto_validation_rows
 
     if isinstance(validation_set, str):
         if validation_set.lower() == "none":
             return frame, None
         if validation_set.lower() != "auto":
             raise InputError(f"validation_set must be 'auto', None or a Frame; got {validation_set!r}")
-        if frame.num_rows() <= AUTO_VALIDATION_MIN_ROWS:
+        num_rows = frame.num_rows()
+        held = auto_validation_rows(num_rows)
+        if held == 0:
             return frame, None
-        train, valid = frame.random_split(1 - AUTO_VALIDATION_FRACTION, seed=seed)
+        train, valid = frame.random_split(1 - held / num_rows, seed=seed)
         return train, valid
     if validation_set is None:
         return frame, None

@@ -3,7 +3,7 @@
 Example:
     >>> from framelab.toolkits import image_similarity
     >>> image_similarity.NEAR_DUPLICATE_THRESHOLD
-    0.06
+    0.065
 """
 
 from framelab.toolkits.image_similarity.image_similarity import (

@@ -204,9 +204,11 @@ class ImageTagger(Model):
 
         A tag is given when its score reaches ``threshold`` (None: the
         model's own, see :attr:`thresholds`), at most ``k`` per image (None: no
-        limit); equal scores keep vocabulary order. A broader tag scores at
-        least as much as any tag below it, so with a small ``k`` the broad
-        tags stay and the finest go first. An image that could not be decoded
+        limit). Out of the box the finest confident tag comes first, then the
+        broader tags above it, finest to broadest, then the next finest tag
+        (so ``k=1`` gives "macaw", not "animal"); a trained tagger, which knows
+        no hierarchy, lists best score first; equal scores keep vocabulary
+        order. An image that could not be decoded
         keeps its row with null tags (a warning counts them); an image with
         no tag above its threshold gets ``[]``. The result is lazy and runs
         block by block on the cluster; search it with
@@ -221,7 +223,7 @@ class ImageTagger(Model):
             >>> field = tagger.extractor.output_field("imagenet_logits")  # the features the tagger reads
             >>> frame = Frame(pa.table([vectors_from_numpy(logits)], schema=pa.schema([field])))
             >>> [(t["tag"], round(t["score"], 3)) for t in tagger.tag(frame)["tags"][0].as_py()]
-            [('animal', 0.996), ('bird', 0.994), ('parrot', 0.994), ('macaw', 0.994)]
+            [('macaw', 0.994), ('parrot', 0.994), ('bird', 0.994), ('animal', 0.996)]
             >>> photos = Frame.read_images("photos/")  # doctest: +SKIP
             >>> birds = tagger.tag(photos).filter(image_tagger.tags.has("bird"))  # doctest: +SKIP
         """

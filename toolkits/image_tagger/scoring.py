@@ -6,6 +6,12 @@ it) and :class:`OneVsRest` (trained: one logistic model per tag on deep
 features). :class:`TagScores` is the column expression ``tag()`` adds, run
 block by block where the rows are.
 
+Order: a broader tag scores at least as much as any tag below it, so by score
+alone "animal" would come first. When the scorer knows which tags are finer
+(:attr:`Rollup.finer`), a row's tags go finest first instead: the finest
+confident tag, then the broader tags above it, finest to broadest, then the
+next finest tag not yet listed, and so on; ``k`` keeps the first ``k``.
+
 Example:
     >>> import numpy as np
     >>> from framelab.toolkits.image_tagger.scoring import top_tags
@@ -87,6 +93,57 @@ class Rollup:
         out = np.asarray((self._matrix @ z.T).T, dtype=np.float32)
         return np.clip(out, 0.0, 1.0, out=out)  # sums of many floats may pass 1 by an ulp
 
+    @functools.cached_property
+    def finer(self) -> TagOrder:
+        """Which tags are finer than which: a tag is finer than every tag covering all of its classes.
+
+        Example:
+            >>> import numpy as np
+            >>> from framelab.toolkits.image_tagger.scoring import Rollup
+            >>> order = Rollup(indptr=np.array([0, 1, 3]), indices=np.array([0, 0, 1]), num_classes=2).finer
+            >>> order.sizes.tolist(), order.broader.tolist()  # tag 1 covers tag 0's class and another
+            ([1, 2], [[False, True], [False, False]])
+        """
+        m = self._matrix
+        sizes = np.diff(self.indptr).astype(np.int64)
+        shared = np.asarray((m @ m.T).todense())  # classes each pair of tags has in common
+        broader = shared >= sizes[:, None]  # b covers every class of a
+        np.fill_diagonal(broader, False)
+        return TagOrder(sizes=sizes, broader=broader)
+
+
+@dataclass(frozen=True, eq=False)
+class TagOrder:
+    """How specific each tag is: ``sizes[t]`` classes under tag ``t``; ``broader[a, b]``: b covers all of a."""
+
+    sizes: np.ndarray
+    broader: np.ndarray
+
+    def finest_first(self, kept: np.ndarray, scores: np.ndarray, k: int | None) -> list[int]:
+        """The tags ``kept`` (indices) in finest-first chains: a tag, then its broader tags; at most ``k``.
+
+        Example:
+            >>> import numpy as np
+            >>> from framelab.toolkits.image_tagger.scoring import TagOrder
+            >>> order = TagOrder(np.array([1, 1, 2]), np.array([[0, 0, 1], [0, 0, 1], [0, 0, 0]], bool))
+            >>> order.finest_first(np.array([0, 1, 2]), np.array([0.3, 0.6, 0.9]), None)  # 2 is above 0 and 1
+            [1, 2, 0]
+        """
+        # Finest first, then the best score; ties keep vocabulary order (lexsort is stable).
+        candidates = kept[np.lexsort((kept, -scores[kept], self.sizes[kept]))]
+        listed: list[int] = []
+        seen = np.zeros(len(self.sizes), dtype=bool)
+        for t in candidates:
+            if seen[t]:
+                continue
+            above = candidates[self.broader[t, candidates] & ~seen[candidates]]
+            chain = [int(t)] + [int(b) for b in above]  # candidates' order: finest to broadest
+            seen[chain] = True
+            listed.extend(chain)
+            if k is not None and len(listed) >= k:
+                return listed[:k]
+        return listed
+
 
 @dataclass(frozen=True, eq=False)
 class OneVsRest:
@@ -144,10 +201,12 @@ def top_tags(
     k: int | None,
     thresholds: np.ndarray,
     missing: np.ndarray | None = None,
+    order: TagOrder | None = None,
 ) -> pa.ListArray:
-    """Each row's tags scoring at least their threshold, best first (ties: vocabulary order), at most ``k``.
+    """Each row's tags scoring at least their threshold, at most ``k``: finest first with an ``order``, else best first.
 
-    Rows where ``missing`` is True get a null list (no features, so no tags).
+    Without ``order``, ties keep vocabulary order. Rows where ``missing`` is
+    True get a null list (no features, so no tags).
 
     Example:
         >>> import numpy as np
@@ -160,6 +219,8 @@ def top_tags(
     names = names if isinstance(names, pa.Array) else pa.array(list(names), pa.string())
     n, num_tags = scores.shape
     keep = scores >= thresholds
+    if order is not None:
+        return _finest_first(scores, keep, names, k, order, missing)
     masked = np.where(keep, scores, -np.inf)
     # A stable sort keeps equal scores in vocabulary order, the same on every node.
     order = np.argsort(-masked, axis=1, kind="stable")
@@ -175,6 +236,20 @@ def top_tags(
     values = pa.StructArray.from_arrays(
         [names.take(pa.array(order[chosen])), pa.array(best[chosen].astype(np.float32))],
         fields=list(TAG_STRUCT),
+    )
+    mask = None if missing is None or not missing.any() else pa.array(missing)
+    return pa.ListArray.from_arrays(pa.array(offsets), values, type=TAGS_TYPE, mask=mask)
+
+
+def _finest_first(scores, keep, names, k, order: TagOrder, missing) -> pa.ListArray:
+    rows = [[] if missing is not None and missing[r] else order.finest_first(np.flatnonzero(keep[r]), scores[r], k)
+            for r in range(len(scores))]
+    offsets = np.zeros(len(rows) + 1, dtype=np.int32)
+    np.cumsum([len(r) for r in rows], out=offsets[1:])
+    flat = np.fromiter((t for r in rows for t in r), dtype=np.int64, count=int(offsets[-1]))
+    row_of = np.repeat(np.arange(len(rows)), np.diff(offsets))
+    values = pa.StructArray.from_arrays(
+        [names.take(pa.array(flat)), pa.array(scores[row_of, flat].astype(np.float32))], fields=list(TAG_STRUCT)
     )
     mask = None if missing is None or not missing.any() else pa.array(missing)
     return pa.ListArray.from_arrays(pa.array(offsets), values, type=TAGS_TYPE, mask=mask)
@@ -248,4 +323,4 @@ class TagScores(ColumnExpr):
             # Counted once per job with the other stages' failures, not warned per block.
             failures.report("image tagger: images without features (undecodable)", int(missing.sum()),
                             len(missing), action="kept with no tags (null)", unit="image(s)")
-        return top_tags(scores, self.names, self.k, self.thresholds, missing)
+        return top_tags(scores, self.names, self.k, self.thresholds, missing, getattr(self.scorer, "finer", None))

@@ -311,7 +311,7 @@ class KMeansModel(Model):
             >>> from framelab.toolkits import datasets, kmeans
             >>> model = kmeans.create(datasets.caltech101(), 20)  # doctest: +SKIP
             >>> model.explore()  # doctest: +SKIP
-            '/tmp/framelab-explore-....html'
+            /tmp/framelab-explore-....html
         """
         from framelab.toolkits.model_pages import kmeans_page
 
