@@ -1,8 +1,8 @@
 """Shared fixtures: one real local Ray for the whole session, and a real two-node cluster.
 
-Tests marked ``multinode`` replace the session's Ray with a
-``ray.cluster_utils.Cluster``; they are moved to the end of the run so every
-other test shares one Ray instance.
+Tests marked ``multinode`` start or join a cluster of several nodes (some
+replace the session's Ray with a ``ray.cluster_utils.Cluster`` for their
+duration); their modules run last, each with its multi-node tests at its end.
 """
 
 from __future__ import annotations
@@ -22,9 +22,29 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "1")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 
 
+# The fast tier's longest test takes about 90 s on 2 busy cores: a test past this limit hangs (see pyproject.toml).
+FAST_TIER_TIMEOUT_S = 300
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Multi-node tests last: each replaces the session's Ray, so the others share one.
-    items.sort(key=lambda item: item.get_closest_marker("multinode") is not None)
+    # Modules with multi-node tests run last, whole, each with its multi-node tests at its end: a test on
+    # its own cluster then finds its module's fixtures (features, trained models) still built, instead of
+    # building them again at the end of the run, and the other tests share the session's one Ray.
+    multinode = {id(item): item.get_closest_marker("multinode") is not None for item in items}
+    order: dict[str, int] = {}
+    for item in items:
+        order.setdefault(item.nodeid.split("::")[0], len(order))
+    clustered = {item.nodeid.split("::")[0] for item in items if multinode[id(item)]}
+
+    def key(item: pytest.Item) -> tuple[bool, int, bool]:
+        module = item.nodeid.split("::")[0]
+        return module in clustered, order[module], multinode[id(item)]
+
+    items.sort(key=key)
+    for item in items:
+        slow = item.get_closest_marker("multinode") or item.get_closest_marker("slow")
+        if not slow and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(FAST_TIER_TIMEOUT_S))
 
 @pytest.fixture(scope="session", autouse=True)
 def ray_session():

@@ -200,6 +200,27 @@ class LoopbackCluster:
             self.kill(node)
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def diagnose(self, driver_pid: int | None = None) -> str:
+        """What a stuck test needs said: the driver's Python stacks (py-spy) and each node's Ray processes."""
+        lines = []
+        if driver_pid is not None:
+            spy = Path(sys.executable).parent / "py-spy"
+            try:
+                dump = subprocess.run([str(spy), "dump", "--pid", str(driver_pid)], capture_output=True, text=True,
+                                      timeout=60)
+                lines.append(f"driver {driver_pid} stacks:\n{dump.stdout}{dump.stderr}")
+            except (OSError, subprocess.SubprocessError) as err:
+                lines.append(f"no py-spy dump of the driver: {err}")
+        for node in self.nodes:
+            names = []
+            for pid in node.pids():
+                try:
+                    names.append(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()[:60])
+                except OSError:
+                    continue
+            lines.append(f"{node.name} ({node.ip}): " + ", ".join(sorted(n for n in names if n.startswith("ray::"))))
+        return "\n".join(lines)
+
     def raylet_logs(self) -> str:
         """Every raylet's log text (for what the nodes did: spilling, worker deaths)."""
         return "\n".join(p.read_text(errors="replace") for p in self.root.glob("ray*/session_*/logs/raylet*.out"))

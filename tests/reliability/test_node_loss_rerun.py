@@ -103,7 +103,10 @@ def test_a_node_killed_during_the_call_raises_node_lost_and_the_call_run_again_s
         replaced = True
         driver.stdin.write("go\n")
         driver.stdin.flush()
-        out, err = driver.communicate(timeout=300)
+        try:
+            out, err = driver.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the call run again did not finish in 300 s:\n" + loopback_cluster.diagnose(driver.pid))
     finally:
         driver.kill()
         if not replaced:

@@ -184,10 +184,13 @@ def deploy(
     )
     # Warm model actors this process keeps idle give their CPUs back if the replicas need them.
     reclaim(cpus=size.max_size * size.num_cpus, gpus=size.max_size * size.num_gpus)
-    serve.start(http_options={"host": host, "port": int(port)})
+    # Serve's per-request INFO access log would print a line per request into the user's console (Ray
+    # forwards replica logs to the driver); warnings and errors still come through.
+    quiet = {"log_level": "WARNING", "enable_access_log": False}
+    serve.start(http_options={"host": host, "port": int(port)}, logging_config=quiet)
     application = _bind(source if isinstance(source, str) else model, storage_options, options, size)
     try:
-        serve.run(application, name=name, route_prefix=route_prefix)
+        serve.run(application, name=name, route_prefix=route_prefix, logging_config=quiet)
     except Exception as err:  # noqa: BLE001 - Ray wraps the replica's error; say it in one line
         _delete_quietly(name)
         raise InputError(f"the application {name!r} did not start: {_first_line(err)}") from None
