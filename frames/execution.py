@@ -504,8 +504,10 @@ def actor_map_dataset(
             tasks["compute"] = ray.data.TaskPoolStrategy(size=tasks.pop("concurrency"))
         dataset = map_dataset(dataset, feeders, batch_size=stage.batch_rows, udf_modifying_row_count=False, **tasks)
     with warm_pools.use(stage.key, functools.partial(TableWorker, stage.factory), pool_size) as pool:
-        with surfaced_errors(), failures.job(), Progress(stage.label, total) as bar:
-            refs = pool.map(_calls(dataset, stage.rows_per_call, bar))
+        # Watched like any job: feeders that wait for CPUs the pool's actors hold fail with what holds them.
+        with surfaced_errors(), failures.job(), Progress(stage.label, total) as bar, \
+                stalls.watched(stage.label) as beat:
+            refs = pool.map(_calls(dataset, stage.rows_per_call, bar, beat))
         if not refs:
             return schema.empty_table()
         out = ray_data_from_refs(refs)
@@ -530,12 +532,13 @@ def _has_exchange(dataset: Any) -> bool:
     return False
 
 
-def _calls(dataset: Any, rows_per_call: int, bar: Progress) -> Iterator[list]:
+def _calls(dataset: Any, rows_per_call: int, bar: Progress, beat: Callable[[], None]) -> Iterator[list]:
     """Arguments of each actor call: ([slices], *block refs), grouped up to ``rows_per_call`` rows."""
     slices: list = []
     refs: list = []
     rows = 0
     for bundle in dataset.iter_internal_ref_bundles():
+        beat()
         bundle_slices = bundle.slices or [None] * len(bundle.block_refs)
         for ref, meta, piece in zip(bundle.block_refs, bundle.metadata, bundle_slices):
             n = meta.num_rows if piece is None else piece.end_offset - piece.start_offset

@@ -20,6 +20,9 @@ WEIGHTS = REPO / "toolkits" / "deep_features" / "weights"
 # Keep Ray's worker start-up quiet and small on 2-core machines.
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+# A job whose work waits for CPUs that nothing gives back fails with what holds them (platform/stalls.py)
+# well before the test's own time limit, so a stuck run says why.
+os.environ.setdefault("FRAMELAB_STALL_S", "240")
 
 
 # The fast tier's longest test takes about 90 s on 2 busy cores: a test past this limit hangs (see pyproject.toml).
