@@ -8,9 +8,12 @@ duration); their modules run last, each with its multi-node tests at its end.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the tests' helper modules (ray_cluster, ...)
 
 REPO = Path(__file__).resolve().parents[1]
 # Real data that ships in the repository, so every test runs from a clone.
@@ -48,6 +51,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         slow = item.get_closest_marker("multinode") or item.get_closest_marker("slow")
         if not slow and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(FAST_TIER_TIMEOUT_S))
+
+_clone_setup = None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # The clone-and-install test's minutes of unpacking overlap the run instead of adding to it.
+    global _clone_setup
+    from background_setup import TEST_NAME, CloneSetup
+
+    if any(item.name == TEST_NAME for item in session.items) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        _clone_setup = CloneSetup(REPO)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _clone_setup is not None:
+        _clone_setup.close()
+
+
+@pytest.fixture()
+def clone_setup():
+    """The background ``git clone`` + ``make setup`` of this run (tests/background_setup.py), started if it was not."""
+    global _clone_setup
+    from background_setup import CloneSetup
+
+    if _clone_setup is None:
+        _clone_setup = CloneSetup(REPO)
+    return _clone_setup
+
 
 @pytest.fixture(scope="session", autouse=True)
 def ray_session():

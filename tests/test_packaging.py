@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 import sysconfig
-import time
 import venv
 import zipfile
 from importlib import metadata
@@ -131,20 +130,13 @@ def test_wheel_contains_and_imports_every_module(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_clone_sets_up_from_the_lock_in_a_new_venv_and_imports_every_module(tmp_path):
-    clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True, timeout=300)
-    env_dir = tmp_path / "venv"
-    python = env_dir / "bin" / "python"
-    started = time.monotonic()
-    # The README's set-up step, as `make demo` and `make test` run it: make creates the venv and fills it.
-    setup = subprocess.run(
-        ["make", "setup", f"VENV={env_dir}"], cwd=clone, capture_output=True, text=True, timeout=1200,
-        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
-    )
-    took = time.monotonic() - started
-    assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
+def test_a_clone_sets_up_from_the_lock_in_a_new_venv_and_imports_every_module(clone_setup):
+    # The README's set-up step, as `make demo` and `make test` run it, in a fresh clone: make creates the
+    # venv and fills it (started when collection ended, see tests/background_setup.py).
+    code, output, took = clone_setup.result()
+    assert code == 0, output
     print(f"make setup in a new venv took {took:.0f} s")
+    python, clone = clone_setup.venv / "bin" / "python", clone_setup.clone
     site = Path(subprocess.check_output([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip())
     # Editable install: framelab's modules come from the clone.
     run = _import_every_module(python, _modules(clone), clone)
