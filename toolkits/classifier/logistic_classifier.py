@@ -21,7 +21,14 @@ import numpy as np
 import pyarrow as pa
 
 from framelab.frames.errors import ColumnNotFoundError, InputError
-from framelab.frames.validation import check_positive_int, check_seed
+from framelab.frames.validation import (
+    SEED,
+    check_arguments,
+    check_positive_int,
+    check_seed,
+    integer,
+    number,
+)
 from framelab.frames.vectors import vectors_from_numpy, vectors_to_numpy
 from framelab.platform import failures
 from framelab.platform.client import on_cluster
@@ -231,9 +238,7 @@ class LogisticClassifier(Model):
 
         if output_type not in ("probability", "rank"):
             raise InputError(f"output_type must be 'probability' or 'rank'; got {output_type!r}")
-        if not isinstance(k, (int, np.integer)) or k < 1:
-            raise InputError(f"k must be a positive integer; got {k!r}")
-        k = min(int(k), self.num_classes)
+        k = min(check_positive_int(k, "k"), self.num_classes)
         result = self._run(
             frame,
             lambda t: pa.table({"p": _vectors_or_null(*self._scores(t, nulls))}),
@@ -657,17 +662,18 @@ def _is_label(value: Any) -> bool:
     return isinstance(value, (str, int, bool))
 
 
+# What create() accepts, declared once and checked by the one helper every toolkit uses.
+_CREATE_ARGUMENTS = {"l2_penalty": number(0), "max_iterations": integer(1), "seed": SEED}
+
+
 def _check_options(l2_penalty, max_iterations, validation_set, class_weights, seed) -> None:
-    if not isinstance(l2_penalty, (int, float)) or not np.isfinite(l2_penalty) or l2_penalty < 0:
-        raise InputError(f"l2_penalty must be a number >= 0; got {l2_penalty!r}")
-    check_positive_int(max_iterations, "max_iterations")
+    check_arguments({"l2_penalty": l2_penalty, "max_iterations": max_iterations, "seed": seed}, _CREATE_ARGUMENTS)
     if isinstance(validation_set, str) and validation_set.lower() not in ("auto", "none"):
         raise InputError(f"validation_set must be 'auto', None or a Frame; got {validation_set!r}")
     if isinstance(class_weights, str) and class_weights != "auto":
         raise InputError(f"class_weights must be None, 'auto' or a dict; got {class_weights!r}")
     if class_weights is not None and not isinstance(class_weights, (str, Mapping)):
         raise InputError(f"class_weights must be None, 'auto' or a dict; got {type(class_weights).__name__}")
-    check_seed(seed)
 
 
 def _class_weights(spec, classes: list, counts: dict) -> list[float]:

@@ -23,12 +23,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from framelab.frames.errors import InputError
 from framelab.platform.client import on_cluster
+
+if TYPE_CHECKING:
+    from framelab.frames import Frame
 
 #: Column of the checkpoint's parts: a hash of the image's encoded bytes (hex BLAKE2b, 128 bits).
 KEY_COLUMN = "_framelab_content_hash"
@@ -40,7 +43,7 @@ log = logging.getLogger(__name__)
 
 @on_cluster
 def extract_resumable(
-    frame: Any,
+    frame: Frame,
     checkpoint: str,
     *,
     image_column: str | None = None,
@@ -93,7 +96,7 @@ def extract_resumable(
     return result.drop(KEY_COLUMN)
 
 
-def resume_plan(frame: Any, checkpoint: str, *, image_column: str | None = None,
+def resume_plan(frame: Frame, checkpoint: str, *, image_column: str | None = None,
                 checkpoint_storage_options: dict | None = None) -> dict[str, int]:
     """How many of the frame's rows the checkpoint holds (``done``) and how many a run would compute.
 

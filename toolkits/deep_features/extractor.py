@@ -16,7 +16,7 @@ import functools
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -29,6 +29,9 @@ from framelab.toolkits.deep_features.decode import PIXELS_COLUMN
 from framelab.toolkits.deep_features.preprocessing import Preprocessing
 from framelab.toolkits.deep_features.registry import Architecture, architecture
 from framelab.toolkits.provenance import with_provenance
+
+if TYPE_CHECKING:
+    from framelab.frames import Frame
 
 _DEVICES = ("auto", "cpu", "cuda")
 _PRECISIONS = ("auto", "float32", "float16", "bfloat16")
@@ -288,7 +291,7 @@ class DeepFeatureExtractor:
         return "weights" + suffix, r.weights_data
 
     # ------------------------------------------------------------- execution
-    def transform(self, frame: Any, image_column: str | None = None, output_column: str = "deep_features") -> Any:
+    def transform(self, frame: Frame, image_column: str | None = None, output_column: str = "deep_features") -> Any:
         """The frame with a column of feature vectors added (null where the image is null or undecodable).
 
         ``image_column=None`` uses the frame's only image column. A binary
@@ -390,7 +393,7 @@ class DeepFeatureExtractor:
 
 
 def extract(
-    frame: Any,
+    frame: Frame,
     image_column: str | None = None,
     model: Any = "mobilenet_v2",
     layer: str | None = None,

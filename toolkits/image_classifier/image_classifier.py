@@ -34,6 +34,7 @@ from framelab.toolkits.saved_extractor import (
 )
 
 if TYPE_CHECKING:
+    from framelab.frames import Frame
     from framelab.toolkits.model_io import SavedModel
 
 _NO_FEATURES = "its image is missing or could not be decoded"
@@ -41,7 +42,7 @@ _NO_FEATURES = "its image is missing or could not be decoded"
 
 @on_cluster
 def create(
-    frame: Any,
+    frame: Frame,
     target: str,
     image_column: str | None = None,
     model: str = "mobilenet_v2",
@@ -198,7 +199,7 @@ class ImageClassifier(Model):
         """The classes, in the order of probability vectors."""
         return self.classifier.classes
 
-    def _features(self, frame: Any) -> Any:
+    def _features(self, frame: Frame) -> Any:
         frame = check_frame(frame)
         return with_features(frame, self.extractor, self.image_column, self.feature_column)
 
@@ -206,7 +207,7 @@ class ImageClassifier(Model):
         # A row whose image is missing or undecodable has null features: it gets a null, not an error.
         return NullRows(self.feature_column, f"image classifier: {stage}", _NO_FEATURES, action=action)
 
-    def predict(self, frame: Any, output_type: str = "class") -> pa.ChunkedArray:
+    def predict(self, frame: Frame, output_type: str = "class") -> pa.ChunkedArray:
         """One prediction per row (``output_type``: "class", "probability", "probability_vector").
 
         Rows whose image is missing or could not be decoded predict null; one
@@ -222,7 +223,7 @@ class ImageClassifier(Model):
         with failures.job():
             return self.classifier._predict(self._features(frame), output_type, self._nulls("predict"))
 
-    def predict_topk(self, frame: Any, output_type: str = "probability", k: int = 3) -> Any:
+    def predict_topk(self, frame: Frame, output_type: str = "probability", k: int = 3) -> Any:
         """The ``k`` likeliest classes of each row, as a Frame of (id, class, probability).
 
         A row whose image could not be decoded keeps its ``k`` rows, with a
@@ -238,7 +239,7 @@ class ImageClassifier(Model):
         with failures.job():
             return self.classifier._predict_topk(self._features(frame), output_type, k, self._nulls("predict_topk"))
 
-    def classify(self, frame: Any) -> Any:
+    def classify(self, frame: Frame) -> Any:
         """Each row's likeliest class and its probability, as a Frame (nulls for undecodable images).
 
         Example:
@@ -251,7 +252,7 @@ class ImageClassifier(Model):
         with failures.job():
             return self.classifier._classify(self._features(frame), self._nulls("classify"))
 
-    def evaluate(self, frame: Any, metric: str = "auto") -> dict[str, Any]:
+    def evaluate(self, frame: Frame, metric: str = "auto") -> dict[str, Any]:
         """Accuracy, precision, recall, F1, log loss, AUC and a confusion matrix on labelled images.
 
         Rows whose image could not be decoded are left out of the scores; one
@@ -268,7 +269,7 @@ class ImageClassifier(Model):
         with failures.job():
             return self.classifier._evaluate(self._features(frame), metric, nulls)
 
-    def explore(self, frame: Any, path: str | None = None, **options: Any) -> str:
+    def explore(self, frame: Frame, path: str | None = None, **options: Any) -> str:
         """A page of the evaluation on labelled images: the confusion matrix, each cell opening its images.
 
         Misclassified rows come first in the grid; the map draws the deep

@@ -52,6 +52,7 @@ from framelab.toolkits.saved_extractor import (
 )
 
 if TYPE_CHECKING:
+    from framelab.frames import Frame
     from framelab.toolkits.model_io import SavedModel
 
 # Cosine distance under which two images are near-duplicates (see the module docstring).
@@ -60,7 +61,7 @@ NEAR_DUPLICATE_THRESHOLD = 0.065
 
 @on_cluster
 def create(
-    frame: Any,
+    frame: Frame,
     image_column: str | None = None,
     model: str = "mobilenet_v2",
     label: str | None = None,
@@ -122,7 +123,7 @@ class ImageSimilarityModel(Model):
         """Reference images, decoded or not."""
         return self.neighbors.num_rows
 
-    def query(self, frame: Any, k: int | None = 5, radius: float | None = None, label: str | None = None) -> Any:
+    def query(self, frame: Frame, k: int | None = 5, radius: float | None = None, label: str | None = None) -> Any:
         """The ``k`` most similar reference images of each image of ``frame`` (raw images or matching features).
 
         Returns the Frame of :meth:`NearestNeighborsModel.query`
@@ -168,7 +169,7 @@ class ImageSimilarityModel(Model):
             )
         return self.neighbors.connected_components(radius=threshold, k=k)
 
-    def explore(self, frame: Any, path: str | None = None, k: int = 5, **options: Any) -> str:
+    def explore(self, frame: Frame, path: str | None = None, k: int = 5, **options: Any) -> str:
         """A page of the reference images: click one for its ``k`` nearest neighbours; near-duplicate groups side by side.
 
         ``frame`` is the frame the model was built on (the reference rows, in
