@@ -23,15 +23,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
+from framelab.frames import Frame
 from framelab.frames.errors import InputError
 from framelab.platform.client import on_cluster
-
-if TYPE_CHECKING:
-    from framelab.frames import Frame
+from framelab.toolkits.deep_features.extractor import DeepFeatureExtractor, find_image_column
 
 #: Column of the checkpoint's parts: a hash of the image's encoded bytes (hex BLAKE2b, 128 bits).
 KEY_COLUMN = "_framelab_content_hash"
@@ -69,9 +68,6 @@ def extract_resumable(
         >>> resume_plan(photos, url)      # the same call on all 6 would compute only 2
         {'done': 4, 'todo': 2}
     """
-    from framelab.frames import Frame
-    from framelab.toolkits.deep_features.extractor import extract, find_image_column
-
     image_column = find_image_column(frame.schema, image_column)
     if PATH_COLUMN not in frame.columns:
         raise InputError(
@@ -88,7 +84,9 @@ def extract_resumable(
     todo = Frame.from_ray(
         frame.to_ray().map_batches(skip, batch_format="pyarrow", batch_size=None), schema=frame.schema
     )
-    featured = extract(todo, image_column=image_column, **extract_args)
+    output_column = extract_args.pop("output_column", "deep_features")
+    extractor = DeepFeatureExtractor(extract_args.pop("model", "mobilenet_v2"), **extract_args)
+    featured = extractor.transform(todo, image_column=image_column, output_column=output_column)
     # Running the pipeline writes the parts as blocks finish; only a count per part comes back.
     write = _WritePart(fs, root, image_column)
     featured.to_ray().map_batches(write, batch_format="pyarrow", batch_size=None).materialize()
@@ -108,9 +106,6 @@ def resume_plan(frame: Frame, checkpoint: str, *, image_column: str | None = Non
         >>> resume_plan(photos, tempfile.mkdtemp())
         {'done': 0, 'todo': 3}
     """
-    from framelab.frames import Frame
-    from framelab.toolkits.deep_features.extractor import find_image_column
-
     image_column = find_image_column(frame.schema, image_column)
     done = written_keys(checkpoint, checkpoint_storage_options)
     schema = pa.schema([(PATH_COLUMN, pa.string()), (KEY_COLUMN, pa.string())])
