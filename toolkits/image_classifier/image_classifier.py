@@ -24,14 +24,8 @@ from framelab.toolkits.image_features import (
     image_column_or_none,
     with_features,
 )
-from framelab.toolkits.model import Model, Section
-from framelab.toolkits.saved_extractor import (
-    check_features_made_by,
-    check_saved_extractor,
-    extractor_files,
-    extractor_from_saved,
-    extractor_metadata,
-)
+from framelab.toolkits.model import Section
+from framelab.toolkits.saved_extractor import ExtractorModel
 
 if TYPE_CHECKING:
     from framelab.frames import Frame
@@ -144,7 +138,7 @@ def create(
     return ImageClassifier(extractor, classifier, image_column=used, feature_column=feature_column)
 
 
-class ImageClassifier(Model):
+class ImageClassifier(ExtractorModel):
     """Deep features + logistic classifier; ``predict`` and ``evaluate`` take frames of raw images.
 
     Example:
@@ -160,6 +154,9 @@ class ImageClassifier(Model):
     """
 
     kind = "image_classifier"
+
+    _inner = "classifier"
+    _inner_class = LogisticClassifier
 
     def __init__(
         self,
@@ -287,44 +284,16 @@ class ImageClassifier(Model):
 
         return classifier_page(self, check_frame(frame), path, **options)
 
-    def _state(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        metadata, arrays = self.classifier._state()
-        metadata = {
-            "classifier": metadata,
-            **extractor_metadata(self.extractor),
-            "image_column": self.image_column,
-            "feature_column": self.feature_column,
-        }
-        if self.fine_tuning is not None:
-            metadata["fine_tuning"] = self.fine_tuning
-        return metadata, arrays
-
-    def _files(self) -> dict[str, bytes]:
-        # Weights from a path or URL travel with the model: its folder is all it needs.
-        return extractor_files(self.extractor)
+    def _own_state(self) -> dict[str, Any]:
+        return {} if self.fine_tuning is None else {"fine_tuning": self.fine_tuning}
 
     @classmethod
-    def _check_saved(cls, saved: SavedModel) -> None:
-        """Refuse a saved image classifier whose parts are missing, external, or do not belong together."""
-        feature_column = saved.field("feature_column", str)
-        saved.field("image_column", (str, type(None)), required=False)
+    def _check_own_saved(cls, saved: SavedModel) -> None:
         saved.field("fine_tuning", (dict, type(None)), required=False)
-        config = check_saved_extractor(saved)
-        nested = saved.nested("classifier")
-        LogisticClassifier._check_saved(nested)
-        check_features_made_by(saved, "classifier.features", nested.metadata["features"], feature_column, config)
 
     @classmethod
-    def _from_saved(
-        cls, metadata: dict[str, Any], arrays: dict[str, Any], files: dict[str, bytes] | None = None
-    ) -> ImageClassifier:
-        return cls(
-            extractor_from_saved(metadata, files),
-            LogisticClassifier._from_saved(metadata["classifier"], arrays),
-            image_column=metadata.get("image_column"),
-            feature_column=metadata["feature_column"],
-            fine_tuning=metadata.get("fine_tuning"),
-        )
+    def _own_from_saved(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        return {"fine_tuning": metadata.get("fine_tuning")}
 
     def _summary_sections(self) -> list[Section]:
         config = self.extractor.to_config()

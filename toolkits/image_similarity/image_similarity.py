@@ -40,20 +40,13 @@ from framelab.frames.errors import InputError
 from framelab.platform.client import on_cluster
 from framelab.toolkits.features import check_frame
 from framelab.toolkits.image_features import image_column_or_none, with_features
-from framelab.toolkits.model import Model, Section
+from framelab.toolkits.model import Section
 from framelab.toolkits.nearest_neighbors import NearestNeighborsModel
 from framelab.toolkits.nearest_neighbors import create as create_neighbors
-from framelab.toolkits.saved_extractor import (
-    check_features_made_by,
-    check_saved_extractor,
-    extractor_files,
-    extractor_from_saved,
-    extractor_metadata,
-)
+from framelab.toolkits.saved_extractor import ExtractorModel
 
 if TYPE_CHECKING:
     from framelab.frames import Frame
-    from framelab.toolkits.model_io import SavedModel
 
 # Cosine distance under which two images are near-duplicates (see the module docstring).
 NEAR_DUPLICATE_THRESHOLD = 0.065
@@ -102,7 +95,7 @@ def create(
     return result
 
 
-class ImageSimilarityModel(Model):
+class ImageSimilarityModel(ExtractorModel):
     """A deep-features extractor and a nearest-neighbours index over the reference images.
 
     Example:
@@ -110,6 +103,9 @@ class ImageSimilarityModel(Model):
     """
 
     kind = "image_similarity"
+
+    _inner = "neighbors"
+    _inner_class = NearestNeighborsModel
 
     def __init__(self, extractor: Any, neighbors: NearestNeighborsModel, *, image_column: str | None,
                  feature_column: str):
@@ -184,39 +180,6 @@ class ImageSimilarityModel(Model):
         return similarity_page(self, check_frame(frame), path, k=k, **options)
 
     # ---------------------------------------------------------- persistence
-    def _state(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        metadata, arrays = self.neighbors._state()
-        return {
-            "neighbors": metadata,
-            **extractor_metadata(self.extractor),
-            "image_column": self.image_column,
-            "feature_column": self.feature_column,
-        }, arrays
-
-    def _files(self) -> dict[str, bytes]:
-        # Weights from a path or URL travel with the model: its folder is all it needs.
-        return extractor_files(self.extractor)
-
-    @classmethod
-    def _check_saved(cls, saved: SavedModel) -> None:
-        """Refuse a saved model whose extractor or index is damaged, or whose index holds another network's features."""
-        feature_column = saved.field("feature_column", str)
-        saved.field("image_column", (str, type(None)), required=False)
-        config = check_saved_extractor(saved)
-        nested = saved.nested("neighbors")
-        NearestNeighborsModel._check_saved(nested)
-        check_features_made_by(saved, "neighbors.features", nested.metadata["features"], feature_column, config)
-
-    @classmethod
-    def _from_saved(cls, metadata: dict[str, Any], arrays: dict[str, Any],
-                    files: dict[str, bytes] | None = None) -> ImageSimilarityModel:
-        return cls(
-            extractor_from_saved(metadata, files),
-            NearestNeighborsModel._from_saved(metadata["neighbors"], arrays),
-            image_column=metadata.get("image_column"),
-            feature_column=metadata["feature_column"],
-        )
-
     def _summary_sections(self) -> list[Section]:
         config = self.extractor.to_config()
         features = [
