@@ -43,6 +43,7 @@ from framelab.toolkits.features import (
 from framelab.toolkits.model import Model, Section
 
 if TYPE_CHECKING:
+    from framelab.frames import Frame
     from framelab.toolkits.model_io import SavedModel
 
 OUTPUT_TYPES = ("class", "probability", "probability_vector", "margin")
@@ -164,7 +165,7 @@ class LogisticClassifier(Model):
         }))
 
     # ----------------------------------------------------------- prediction
-    def predict(self, frame, output_type: str = "class") -> pa.ChunkedArray:
+    def predict(self, frame: Frame, output_type: str = "class") -> pa.ChunkedArray:
         """One prediction per row: the class, P(second class) for two classes, or all probabilities.
 
         ``output_type``: "class"; "probability" (two classes only: the
@@ -193,7 +194,7 @@ class LogisticClassifier(Model):
         """
         return self._predict(frame, output_type)
 
-    def _predict(self, frame, output_type: str, nulls: NullRows | None = None) -> pa.ChunkedArray:
+    def _predict(self, frame: Frame, output_type: str, nulls: NullRows | None = None) -> pa.ChunkedArray:
         if output_type not in OUTPUT_TYPES:
             raise InputError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}; got {output_type!r}")
         if output_type == "probability" and self.num_classes != 2:
@@ -217,7 +218,7 @@ class LogisticClassifier(Model):
 
         return self._run(frame, run, nulls=nulls).column(0)
 
-    def predict_topk(self, frame, output_type: str = "probability", k: int = 3):
+    def predict_topk(self, frame: Frame, output_type: str = "probability", k: int = 3):
         """The ``k`` likeliest classes of each row, as a Frame of (id, class, probability | rank).
 
         ``id`` is the row's position in ``frame``; rows come in ``id`` order,
@@ -233,7 +234,7 @@ class LogisticClassifier(Model):
         """
         return self._predict_topk(frame, output_type, k)
 
-    def _predict_topk(self, frame, output_type: str, k: int, nulls: NullRows | None = None):
+    def _predict_topk(self, frame: Frame, output_type: str, k: int, nulls: NullRows | None = None):
         from framelab.frames import Frame
 
         if output_type not in ("probability", "rank"):
@@ -260,7 +261,7 @@ class LogisticClassifier(Model):
             columns["rank"] = pa.array(np.tile(np.arange(k, dtype=np.int64), n))
         return Frame.from_arrow(pa.table(columns))
 
-    def classify(self, frame):
+    def classify(self, frame: Frame):
         """Each row's likeliest class and its probability, as a Frame (class, probability).
 
         Example:
@@ -273,7 +274,7 @@ class LogisticClassifier(Model):
         """
         return self._classify(frame)
 
-    def _classify(self, frame, nulls: NullRows | None = None):
+    def _classify(self, frame: Frame, nulls: NullRows | None = None):
         from framelab.frames import Frame
 
         labels = self._labels()
@@ -288,7 +289,7 @@ class LogisticClassifier(Model):
 
         return Frame.from_arrow(self._run(frame, run, nulls=nulls))
 
-    def evaluate(self, frame, metric: str = "auto") -> dict[str, Any]:
+    def evaluate(self, frame: Frame, metric: str = "auto") -> dict[str, Any]:
         """Score the model on labelled rows: a dict of metrics (see :mod:`framelab.toolkits.evaluation`).
 
         Keys with ``metric="auto"``: accuracy, precision, recall, f1_score
@@ -306,7 +307,7 @@ class LogisticClassifier(Model):
         """
         return self._evaluate(frame, metric)
 
-    def _evaluate(self, frame, metric: str, nulls: NullRows | None = None) -> dict[str, Any]:
+    def _evaluate(self, frame: Frame, metric: str, nulls: NullRows | None = None) -> dict[str, Any]:
         metrics = check_metric(metric)
         if self.target not in frame.schema.names:
             raise ColumnNotFoundError([self.target], frame.schema.names)
@@ -502,7 +503,7 @@ def _vectors_or_null(proba: np.ndarray, valid: np.ndarray | None) -> pa.Array:
 
 @on_cluster
 def create(
-    frame,
+    frame: Frame,
     target: str,
     features: Sequence[str] | None = None,
     l2_penalty: float = 0.01,
