@@ -47,7 +47,6 @@ import base64
 import dataclasses
 import hashlib
 import json
-import os
 import posixpath
 import re
 import uuid
@@ -60,7 +59,7 @@ import pyarrow as pa
 
 from framelab.frames import commits, storage
 from framelab.frames.errors import InputError, SchemaMismatchError
-from framelab.frames.storage import sync_folder, write_atomically
+from framelab.frames.storage import write_atomically
 
 MANIFEST_FILE = "_framelab_manifest.json"
 FORMAT = "framelab.frame"
@@ -265,22 +264,21 @@ def _save(result: Any, schema: pa.Schema, url: str, fs: fsspec.AbstractFileSyste
     save_id = uuid.uuid4().hex[:12]
     parent, name = posixpath.split(root)
     staging = _join(parent, f"_{name}.{save_id}.framelab-tmp")
-    moved: list[str] = []
-    committed: list[bytes] = []  # the manifest's bytes, once the commit is under way
     try:
         written = _write_parts(result, schema, fs, staging)
         kept = list(old.parts) if mode == "append" and old is not None else []
         parts = kept + [Part(f"part-{save_id}-{i:05d}.parquet", rows, size, digest)
                         for i, (_, rows, size, digest) in enumerate(written)]
         manifest = Manifest(old.schema if kept else schema, tuple(parts))
-        moves = [(path, _join(root, part.file)) for (path, *_), part in zip(written, parts[len(kept):])]
-        if storage.protocol(fs) == "file" and not fs.exists(root):
-            replaced = _publish_new_folder(fs, staging, root, moves, manifest, moved, committed)
-        else:
-            replaced = _publish_in_place(fs, root, moves, manifest, moved, committed)
-    except BaseException:
-        _undo(fs, root, moved, committed)
-        raise
+        version = storage.FolderVersion(
+            MANIFEST_FILE,
+            files={part.file: path for (path, *_), part in zip(written, parts[len(kept):])},
+            lists=frozenset(p.file for p in parts),
+            pointer_bytes=lambda carried: dataclasses.replace(manifest, replaced=tuple(carried or ())).to_json(),
+            listed=_listed,
+            write=write_atomically,  # looked up here, so a test can stop a save at any file
+        )
+        replaced = storage.publish_folder(fs, root, version, staging=staging)
     finally:
         with suppress(OSError, FileNotFoundError):
             if fs.exists(staging):
@@ -289,12 +287,7 @@ def _save(result: Any, schema: pa.Schema, url: str, fs: fsspec.AbstractFileSyste
     # commit), an older framelab's files, and this save's own parts when a later commit replaced them already.
     garbage = [p.file for p in (old.parts if old else ())] + list(old.replaced if old else ()) + list(replaced)
     garbage += [posixpath.basename(p) for p in leftovers]
-    current = _current_files(fs, root)
-    if current is None:
-        return  # the manifest cannot be read now: nothing is provably garbage
-    if not {p.file for p in parts} <= current:
-        garbage += [p.file for p in parts]
-    _remove_stale(fs, root, (current, garbage))
+    storage.collect_replaced(fs, root, version, garbage, _remove_stale)
 
 
 def _remove_stale(fs: fsspec.AbstractFileSystem, root: str, listing: tuple[set[str], list[str]]) -> None:
@@ -304,26 +297,14 @@ def _remove_stale(fs: fsspec.AbstractFileSystem, root: str, listing: tuple[set[s
     commits.collect(fs, root, current, garbage, is_ours=lambda name: bool(_PART_NAME.match(name)))
 
 
-def _current_files(fs: fsspec.AbstractFileSystem, root: str) -> set[str] | None:
-    """The parts the folder's manifest lists now (None when it cannot be read: then nothing is removed but ours)."""
+def _listed(fs: fsspec.AbstractFileSystem, root: str) -> tuple[list[str], list[str]] | None:
+    """(the parts the folder's manifest lists now, earlier versions' parts it carries), or None when it cannot be
+    read or is not there: then nothing is removed but this save's own."""
     try:
         manifest = read_manifest(fs, root)
     except (OSError, InputError):
         return None
-    return {p.file for p in manifest.parts} if manifest is not None else None
-
-
-def _undo(fs: fsspec.AbstractFileSystem, root: str, moved: list[str], committed: list[bytes]) -> None:
-    """A save that failed removes the parts it moved in, unless its manifest was committed after all
-    (an object store may store a PUT whose reply was lost)."""
-    if not moved:
-        return
-    with suppress(Exception):
-        if committed and fs.cat_file(_join(root, MANIFEST_FILE)) == committed[0]:
-            return
-    for path in moved:
-        with suppress(Exception):
-            fs.rm_file(path)
+    return ([p.file for p in manifest.parts], list(manifest.replaced)) if manifest is not None else None
 
 
 def _existing(fs: fsspec.AbstractFileSystem, root: str, url: str, mode: str) -> tuple[Manifest | None, list[str]]:
@@ -422,58 +403,6 @@ class _WritePart:
         write_atomically(self.fs, path, data)
         return pa.table({"path": [path], "rows": [block.num_rows], "bytes": [len(data)],
                          "sha256": [hashlib.sha256(data).hexdigest()]}, schema=self.SCHEMA)
-
-
-def _publish_new_folder(fs: fsspec.AbstractFileSystem, staging: str, root: str, moves: list[tuple[str, str]],
-                        manifest: Manifest, moved: list[str], committed: list[bytes]) -> tuple[str, ...]:
-    """A new local folder: name the parts, add the manifest, and rename the whole staging folder into place.
-
-    Returns the parts of the version it replaced (none, unless another save made the folder first)."""
-    for source, target in moves:
-        os.replace(source, _join(staging, posixpath.basename(target)))
-    write_atomically(fs, _join(staging, MANIFEST_FILE), manifest.to_json())
-    sync_folder(staging)
-    try:
-        os.rename(staging, root)
-    except OSError:
-        if not os.path.isdir(root):
-            raise
-        # Another save made the folder first: publish into it the in-place way.
-        staged = [(_join(staging, posixpath.basename(t)), t) for _, t in moves]
-        return _publish_in_place(fs, root, staged, manifest, moved, committed)
-    sync_folder(posixpath.dirname(root))
-    return ()
-
-
-def _publish_in_place(fs: fsspec.AbstractFileSystem, root: str, moves: list[tuple[str, str]], manifest: Manifest,
-                      moved: list[str], committed: list[bytes]) -> tuple[str, ...]:
-    """Move the parts in under new names, then write the manifest: the commit.
-
-    ``moved`` collects each part as it lands, so a failed save can remove
-    them. Returns the parts of the version the commit replaced, as read just
-    before it (a save that committed since this one started included)."""
-    fs.makedirs(root, exist_ok=True)
-    for source, target in moves:
-        if storage.protocol(fs) == "file":
-            os.replace(source, target)
-        else:
-            fs.mv(source, target)  # an object store copies on the server; no bytes pass through here
-        moved.append(target)
-    try:
-        replaced = read_manifest(fs, root)
-    except InputError:
-        replaced = None  # a damaged manifest: its parts are not known, so none is removed
-    earlier = [p.file for p in replaced.parts] + list(replaced.replaced) if replaced is not None else []
-    if earlier:  # carried in the new manifest until removed, so a save stopped before its clean-up loses nothing
-        present = {posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False)}
-        listed = {p.file for p in manifest.parts}
-        manifest = dataclasses.replace(manifest, replaced=tuple(dict.fromkeys(
-            f for f in earlier if f in present and f not in listed)))
-    committed.append(manifest.to_json())
-    write_atomically(fs, _join(root, MANIFEST_FILE), committed[0])
-    if storage.protocol(fs) == "file":
-        sync_folder(root)
-    return tuple(earlier)
 
 
 def _sha256(fs: fsspec.AbstractFileSystem, path: str) -> str:

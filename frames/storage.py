@@ -19,11 +19,13 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import posixpath
+import shutil
 import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
 from typing import Any, NamedTuple
 from urllib.parse import unquote
@@ -359,6 +361,177 @@ def sync_folder(path: str) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderVersion:
+    """One save's new version of a folder of data files and the one pointer file that lists them.
+
+    Saved frames (``_framelab_manifest.json``) and saved models
+    (``model.json``) are both such folders; :func:`publish_folder` commits
+    either the same way (see :mod:`framelab.frames.commits` for why it is safe
+    beside other writers). Each save says only what is its own:
+
+    - ``pointer``: the pointer file's name; the commit is its atomic replace.
+    - ``files``: each new data file's name in the folder, and its bytes or the
+      path of a staged file to move in.
+    - ``lists``: every file the new pointer lists (an append's kept files too).
+    - ``pointer_bytes``: the pointer's bytes, given the earlier versions' files
+      still present that it must carry until they are removed (None when the
+      folder had no earlier version).
+    - ``listed``: ``(files the pointer lists now, earlier files it carries)``
+      as read from the folder, or None when it cannot be read.
+    - ``write``: how a whole file is written (the caller's, so a test can stop
+      a save at any file).
+    """
+
+    pointer: str
+    files: Mapping[str, bytes | str]
+    lists: frozenset[str]
+    pointer_bytes: Callable[[list[str] | None], bytes]
+    listed: Callable[[Any, str], tuple[list[str], list[str]] | None]
+    write: Callable[[Any, str, bytes], None] = write_atomically
+
+
+def publish_folder(fs: fsspec.AbstractFileSystem, root: str, version: FolderVersion, *,
+                   staging: str | None = None) -> list[str]:
+    """Publish a folder version atomically: a reader sees the old version whole or the new one whole.
+
+    A new local folder is written under a staging name beside ``root`` (or in
+    the caller's ``staging`` folder, which holds the staged files) and renamed
+    into place. An existing folder, or any folder on an object store, gets the
+    new files beside the old ones, then the pointer (the commit); a save that
+    fails before its commit removes what it added. Returns the files the
+    replaced version listed or carried: garbage for :func:`collect_replaced`.
+
+    Example:
+        >>> import fsspec, json, os, tempfile
+        >>> from framelab.frames.storage import FolderVersion, publish_folder
+        >>> def listed(fs, root):
+        ...     try:
+        ...         return json.loads(fs.cat_file(root + "/pointer.json"))["files"], []
+        ...     except OSError:
+        ...         return None
+        >>> version = FolderVersion("pointer.json", {"a.bin": b"1"}, frozenset({"a.bin"}),
+        ...                         lambda carried: json.dumps({"files": ["a.bin"]}).encode(), listed)
+        >>> root = tempfile.mkdtemp() + "/saved"
+        >>> publish_folder(fsspec.filesystem("file"), root, version), sorted(os.listdir(root))
+        ([], ['a.bin', 'pointer.json'])
+    """
+    if protocol(fs) == "file" and not fs.exists(root):
+        return _publish_new_folder(fs, root, version, staging)
+    return _publish_in_place(fs, root, version)
+
+
+def collect_replaced(fs: fsspec.AbstractFileSystem, root: str, version: FolderVersion, garbage: list[str],
+                     remove: Callable[[Any, str, tuple[set[str], list[str]]], None]) -> None:
+    """After a commit: hand ``remove`` the files the pointer lists now and the provable garbage.
+
+    ``garbage`` is what committed versions listed (:func:`publish_folder`'s
+    answer, and whatever else the caller knows of); this save's own files join
+    it when a later commit replaced them already. Nothing is removed when the
+    pointer cannot be read now.
+
+    Example:
+        >>> import fsspec
+        >>> from framelab.frames.storage import FolderVersion, collect_replaced
+        >>> version = FolderVersion("p", {}, frozenset({"new"}), lambda c: b"", lambda fs, root: (["new"], []))
+        >>> collect_replaced(fsspec.filesystem("memory"), "/f", version, ["old"], lambda fs, root, listing: print(listing))
+        ({'new'}, ['old'])
+    """
+    current = version.listed(fs, root)
+    if current is None:
+        return
+    listed = set(current[0])
+    if not version.lists <= listed:
+        garbage = [*garbage, *sorted(version.lists)]
+    remove(fs, root, (listed, garbage))
+
+
+def _publish_new_folder(fs: fsspec.AbstractFileSystem, root: str, version: FolderVersion,
+                        staging: str | None) -> list[str]:
+    """Write the whole folder under a staging name, then rename it into place (a new local folder)."""
+    parent, name = os.path.split(os.path.abspath(root))
+    os.makedirs(parent, exist_ok=True)
+    own = staging is None
+    if staging is None:
+        staging = os.path.join(parent, f".{name}.{uuid.uuid4().hex}.tmp")
+        os.mkdir(staging)
+    try:
+        for file, data in version.files.items():
+            target = os.path.join(staging, file)
+            if isinstance(data, str):
+                os.replace(data, target)
+            else:
+                version.write(fs, target, data)
+        version.write(fs, os.path.join(staging, version.pointer), version.pointer_bytes(None))
+        sync_folder(staging)
+        try:
+            os.rename(staging, root)
+        except OSError:
+            if not os.path.isdir(root):
+                raise
+            # Another save made the folder first: publish into it the in-place way.
+            staged = {file: os.path.join(staging, file) for file in version.files}
+            return _publish_in_place(fs, root, dataclasses.replace(version, files=staged))
+        sync_folder(parent)
+        return []
+    finally:
+        if own:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish_in_place(fs: fsspec.AbstractFileSystem, root: str, version: FolderVersion) -> list[str]:
+    """Add the new files beside the old ones, then replace the pointer: the commit."""
+    fs.makedirs(root, exist_ok=True)
+    local = protocol(fs) == "file"
+    landed: list[str] = []
+    committed: list[bytes] = []  # the pointer's bytes, once the commit is under way
+    try:
+        for file, data in version.files.items():
+            target = _join(root, file)
+            if not isinstance(data, str):
+                version.write(fs, target, data)
+            elif local:
+                os.replace(data, target)
+            else:
+                fs.mv(data, target)  # an object store copies on the server; no bytes pass through here
+            landed.append(file)
+        previous = version.listed(fs, root)
+        earlier = list(dict.fromkeys([*previous[0], *previous[1]])) if previous is not None else []
+        carried = None
+        if earlier:  # carried in the new pointer until removed, so a save stopped before its clean-up loses nothing
+            present = {posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False)}
+            carried = [f for f in earlier if f in present and f not in version.lists]
+        committed.append(version.pointer_bytes(carried))
+        version.write(fs, _join(root, version.pointer), committed[0])
+    except BaseException:
+        _undo(fs, root, version, landed, committed)
+        raise
+    if local:
+        sync_folder(root)
+    return earlier
+
+
+def _undo(fs: fsspec.AbstractFileSystem, root: str, version: FolderVersion, landed: list[str],
+          committed: list[bytes]) -> None:
+    """A failed save removes the files it added, unless its pointer was stored after all (an object store may
+    store a PUT whose reply was lost) or the current pointer lists them (the same content as what is there)."""
+    if not landed:
+        return
+    with suppress(Exception):
+        if committed and fs.cat_file(_join(root, version.pointer)) == committed[0]:
+            return
+    current = version.listed(fs, root)
+    for file in landed:
+        if current is None or file not in current[0]:
+            with suppress(Exception):
+                fs.rm_file(_join(root, file))
+
+
+def _join(folder: str, name: str) -> str:
+    return f"{folder.rstrip('/')}/{name}" if folder else name
 
 
 # botocore's error codes (and HTTP statuses) that mean the credentials were refused or lack a permission.

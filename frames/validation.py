@@ -1,9 +1,13 @@
 """Argument checks shared by every layer above the platform: one rule, one message, per kind of argument.
 
-Each check returns the value in its canonical form (an ``int`` seed, a
-``float`` fraction, a list of column names) or raises :class:`InputError`
-saying what was expected and what was given, so frames and toolkits refuse
-the same bad value with the same words.
+A public ``create`` or method declares what each argument may be, once, as a
+:class:`Constraint` (:func:`integer`, :func:`number`, :func:`one_of`,
+:data:`SEED`), and :func:`check_arguments` checks them all (scikit-learn's
+``validate_params`` is the model). Each check returns the value in its
+canonical form (an ``int`` seed, a ``float`` fraction, a list of column
+names) or raises :class:`InputError` in one shape, ``<name> must be
+<expected>, got <value>``, so frames and toolkits refuse the same bad value
+with the same words.
 
 Example:
     >>> from framelab.frames.validation import check_fraction, check_seed
@@ -17,8 +21,10 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,19 +32,128 @@ import numpy as np
 from framelab.frames.errors import InputError
 
 
+@dataclass(frozen=True)
+class Constraint:
+    """What one argument may be: a test, the words for what it expects, and the value's canonical form.
+
+    Example:
+        >>> from framelab.frames.validation import integer
+        >>> integer(1).check(3, "k"), integer(1).expected
+        (3, 'a positive integer')
+    """
+
+    expected: str
+    accepts: Callable[[Any], bool]
+    convert: Callable[[Any], Any] = lambda value: value
+
+    def check(self, value: Any, name: str) -> Any:
+        """The value in canonical form, or an InputError: ``<name> must be <expected>, got <value>``.
+
+        Example:
+            >>> from framelab.frames.validation import number
+            >>> number(0).check(-1.0, "l2_penalty")
+            Traceback (most recent call last):
+            ...
+            framelab.frames.errors.InputError: l2_penalty must be a number >= 0, got -1.0
+        """
+        if not self.accepts(value):
+            raise InputError(f"{name} must be {self.expected}, got {value!r}")
+        return self.convert(value)
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def integer(low: int = 1, *, none: str | None = None, meaning: str = "") -> Constraint:
+    """An integer of at least ``low``; ``none`` says what None means when None is allowed.
+
+    Example:
+        >>> from framelab.frames.validation import integer
+        >>> integer(0, meaning="0: no passes").expected, integer(1, none="no limit").expected
+        ('a non-negative integer (0: no passes)', 'a positive integer or None (no limit)')
+    """
+    words = {0: "a non-negative integer", 1: "a positive integer"}.get(low, f"an integer >= {low}")
+    words += f" ({meaning})" if meaning else ""
+    words += f" or None ({none})" if none else ""
+    return Constraint(words, lambda v: (none is not None and v is None) or (_is_integer(v) and v >= low),
+                      lambda v: None if v is None else int(v))
+
+
+def number(low: float | None = None, high: float | None = None, *, low_open: bool = False,
+           none: str | None = None) -> Constraint:
+    """A finite number in a range (``low_open``: ``low`` itself is refused); ``none`` as for :func:`integer`.
+
+    Example:
+        >>> from framelab.frames.validation import number
+        >>> number(0, 1).expected, number(0, 1, low_open=True).expected, number(0).expected
+        ('a number between 0 and 1', 'a number in (0, 1]', 'a number >= 0')
+    """
+    if low is not None and high is not None:
+        words = f"a number in ({low}, {high}]" if low_open else f"a number between {low} and {high}"
+    elif low is not None:
+        words = f"a number {'>' if low_open else '>='} {low}"
+    else:
+        words = "a number"
+    words += f" or None ({none})" if none else ""
+
+    def accepts(value: Any) -> bool:
+        if none is not None and value is None:
+            return True
+        if not _is_number(value):
+            return False
+        above = low is None or (value > low if low_open else value >= low)
+        return above and (high is None or value <= high)
+
+    return Constraint(words, accepts, lambda v: None if v is None else float(v))
+
+
+def one_of(*choices: Any) -> Constraint:
+    """One of ``choices``.
+
+    Example:
+        >>> from framelab.frames.validation import one_of
+        >>> one_of("cpu", "cuda").expected
+        "one of 'cpu', 'cuda'"
+    """
+    return Constraint(f"one of {', '.join(map(repr, choices))}", lambda v: any(v == c for c in choices))
+
+
+# The one seed rule of every frame method and toolkit: a non-negative integer (any numpy integer too), or None.
+SEED = Constraint("a non-negative integer or None", lambda v: v is None or (_is_integer(v) and v >= 0),
+                  lambda v: None if v is None else int(v))
+
+
+def check_arguments(values: Mapping[str, Any], constraints: Mapping[str, Constraint]) -> dict[str, Any]:
+    """Check each named argument against its constraint; their canonical values, by name.
+
+    Example:
+        >>> from framelab.frames.validation import SEED, check_arguments, integer
+        >>> check_arguments({"k": 3, "seed": None}, {"k": integer(1), "seed": SEED})
+        {'k': 3, 'seed': None}
+        >>> check_arguments({"k": 0}, {"k": integer(1)})
+        Traceback (most recent call last):
+        ...
+        framelab.frames.errors.InputError: k must be a positive integer, got 0
+    """
+    return {name: constraint.check(values[name], name) for name, constraint in constraints.items()}
+
+
 def check_seed(seed: Any, name: str = "seed") -> int:
-    """A non-negative integer seed; None draws a fresh one from the operating system.
+    """A non-negative integer seed (:data:`SEED`); None draws a fresh one from the operating system.
 
     Example:
         >>> from framelab.frames.validation import check_seed
         >>> check_seed(np.int64(3)), 0 <= check_seed(None) < 2**32
         (3, True)
     """
-    if seed is None:
-        return int.from_bytes(os.urandom(4), "little")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InputError(f"{name} must be a non-negative integer or None, got {seed!r}")
-    return int(seed)
+    seed = SEED.check(seed, name)
+    return int.from_bytes(os.urandom(4), "little") if seed is None else seed
 
 
 def check_fraction(fraction: Any, method: str) -> float:
@@ -53,11 +168,7 @@ def check_fraction(fraction: Any, method: str) -> float:
         ...
         framelab.frames.errors.InputError: sample(fraction=...) must be a number between 0 and 1, got 1.5
     """
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.number)) or not (
-        0.0 <= float(fraction) <= 1.0
-    ):
-        raise InputError(f"{method}(fraction=...) must be a number between 0 and 1, got {fraction!r}")
-    return float(fraction)
+    return number(0, 1).check(fraction, f"{method}(fraction=...)")
 
 
 def check_positive_int(value: Any, name: str) -> int:
@@ -72,9 +183,7 @@ def check_positive_int(value: Any, name: str) -> int:
         ...
         framelab.frames.errors.InputError: batch_size must be a positive integer, got 0
     """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return integer(1).check(value, name)
 
 
 def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
@@ -87,11 +196,9 @@ def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
         >>> check_choice("device", "tpu", ("cpu", "cuda"))
         Traceback (most recent call last):
         ...
-        framelab.frames.errors.InputError: device must be one of 'cpu', 'cuda'; got 'tpu'
+        framelab.frames.errors.InputError: device must be one of 'cpu', 'cuda', got 'tpu'
     """
-    if value not in choices:
-        raise InputError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
-    return value
+    return one_of(*choices).check(value, name)
 
 
 def union_schema(schemas: Sequence[Any], how: str) -> Any:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +27,9 @@ import pyarrow.compute as pc
 from framelab.frames.errors import ColumnNotFoundError, InputError, check_columns
 from framelab.frames.vectors import is_vector_type
 from framelab.toolkits.provenance import check_provenance, provenance_of
+
+if TYPE_CHECKING:
+    from framelab.frames import Frame
 
 NUMERIC, VECTOR, CATEGORICAL = "numeric", "vector", "categorical"
 
@@ -330,7 +333,7 @@ def merge_observations(observations: Iterable[dict[str, Any]]) -> tuple[dict, di
     return levels, lengths
 
 
-def check_frame(frame: Any, name: str = "frame") -> Any:
+def check_frame(frame: Frame, name: str = "frame") -> Any:
     """Refuse anything but a framelab Frame, saying how to make one.
 
     Example:

@@ -14,12 +14,15 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from framelab.frames.errors import InputError
 from framelab.toolkits.provenance import provenance_of
+
+if TYPE_CHECKING:
+    from framelab.frames import Frame
 
 
 def image_column_or_none(schema: pa.Schema) -> str | None:
@@ -39,7 +42,7 @@ def image_column_or_none(schema: pa.Schema) -> str | None:
         return None
 
 
-def with_features(frame: Any, extractor: Any, image_column: str | None, column: str) -> Any:
+def with_features(frame: Frame, extractor: Any, image_column: str | None, column: str) -> Any:
     """The frame with the extractor's features in ``column``: reused when its provenance matches.
 
     Example:
@@ -64,7 +67,7 @@ def with_features(frame: Any, extractor: Any, image_column: str | None, column: 
     return extractor.transform(frame, image_column=image_column, output_column=column)
 
 
-def drop_rows_without_features(frame: Any, column: str, stage: str, toolkit: str = "image classifier") -> Any:
+def drop_rows_without_features(frame: Frame, column: str, stage: str, toolkit: str = "image classifier") -> Any:
     """The rows of ``frame`` whose features are not null, materialised; the others are counted once per job.
 
     Rows without features are images that were missing or could not be

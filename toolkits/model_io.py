@@ -41,12 +41,9 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import os
 import re
-import shutil
 import uuid
 from collections.abc import Mapping
-from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn
 
@@ -54,7 +51,14 @@ import numpy as np
 
 from framelab.frames import commits
 from framelab.frames.errors import FramelabError, InputError
-from framelab.frames.storage import sync_folder, translated_errors, write_atomically
+from framelab.frames.storage import (
+    FolderVersion,
+    collect_replaced,
+    filesystem,
+    publish_folder,
+    translated_errors,
+    write_atomically,
+)
 from framelab.platform.client import on_cluster
 
 FORMAT = "framelab.model"
@@ -148,18 +152,25 @@ def save_model(
         "arrays": arrays_entry,
         "files": file_entries,
     }
-    try:
-        text = json.dumps(document, indent=1, allow_nan=False).encode()
+    try:  # checked before anything is written
+        json.dumps(document, allow_nan=False)
     except (TypeError, ValueError) as err:
         raise InputError(f"cannot save the model: its metadata is not plain JSON ({err})") from None
     fs, root = _filesystem(url, storage_options)
+
+    def pointer_bytes(carried: list[str] | None) -> bytes:
+        listing = document if carried is None else {**document, "replaced": sorted(carried)}
+        return json.dumps(listing, indent=1, allow_nan=False).encode()
+
+    version = FolderVersion(
+        METADATA_FILE, files=payload, lists=frozenset(payload), pointer_bytes=pointer_bytes, listed=_listed_now,
+        write=write_atomically,  # looked up here, so a test can stop a save at any file
+    )
     with translated_errors(str(url), fs, "save a model to"):
         if fs.isfile(root):
             raise InputError(f"cannot save a model at {url!r}: it is a file; pass a folder path")
-        if _is_local(fs) and not fs.exists(root):
-            _publish_new_folder(fs, root, payload, document, text)
-        else:
-            _publish_in_place(fs, root, payload, document)
+        earlier = publish_folder(fs, root, version)
+        collect_replaced(fs, root, version, earlier, _remove_stale)
 
 
 def _store(name: str, data: bytes, payload: dict[str, bytes], save_id: str) -> dict[str, Any]:
@@ -171,88 +182,17 @@ def _store(name: str, data: bytes, payload: dict[str, bytes], save_id: str) -> d
     return {"file": stored, "bytes": len(data), "sha256": digest}
 
 
-def _publish_new_folder(fs, root: str, payload: dict[str, bytes], document: dict, text: bytes) -> None:
-    """Write the whole folder under a temporary sibling name, then rename it into place."""
-    parent, name = os.path.split(os.path.abspath(root))
-    os.makedirs(parent, exist_ok=True)
-    staging = os.path.join(parent, f".{name}.{uuid.uuid4().hex}.tmp")
-    os.mkdir(staging)
-    try:
-        for stored, data in payload.items():
-            write_atomically(fs, os.path.join(staging, stored), data)
-        write_atomically(fs, os.path.join(staging, METADATA_FILE), text)
-        sync_folder(staging)
-        os.rename(staging, root)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not os.path.isdir(root):
-            raise
-        # Another save created the folder first: replace its model the in-place way.
-        _publish_in_place(fs, root, payload, document)
-        return
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    sync_folder(parent)
-
-
-def _publish_in_place(fs, root: str, payload: dict[str, bytes], document: dict) -> None:
-    """Add the new data files beside the old ones, switch model.json (the commit), then remove what is provably
-    garbage (see :mod:`framelab.frames.commits`): never another save's files in flight. A save that fails
-    removes the files it wrote, so the next save finds the room it had."""
-    fs.makedirs(root, exist_ok=True)
-    written: list[str] = []
-    committed: list[bytes] = []
-    earlier: list[str] = []
-    try:
-        for stored, data in payload.items():
-            write_atomically(fs, _join(root, stored), data)
-            written.append(stored)
-        previous = _listed_now(fs, root)
-        earlier = list(previous[0] | set(previous[1])) if previous is not None else []
-        if earlier:  # carried in model.json until removed, so a save stopped before its clean-up loses nothing
-            present = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)}
-            document = {**document, "replaced": sorted(f for f in earlier if f in present and f not in payload)}
-        committed.append(json.dumps(document, indent=1, allow_nan=False).encode())
-        write_atomically(fs, _join(root, METADATA_FILE), committed[0])  # the commit: before it the old model
-    except BaseException:
-        _undo(fs, root, written, committed)
-        raise
-    if _is_local(fs):
-        sync_folder(root)
-    current = _listed_now(fs, root)
-    if current is None:
-        return  # model.json cannot be read now: nothing is provably garbage
-    garbage = earlier + ([] if set(payload) <= current[0] else list(payload))  # ours, when a later commit won
-    _remove_stale(fs, root, (current[0], garbage))
-
-
-def _listed_now(fs, root: str) -> tuple[set[str], list[str]] | None:
+def _listed_now(fs, root: str) -> tuple[list[str], list[str]] | None:
     """(the files model.json lists now, the earlier versions' files it carries), or None when it cannot be read."""
     try:
         document = json.loads(fs.cat_file(_join(root, METADATA_FILE)))
         if document.get("format_version") == 1:
-            return {LEGACY_ARRAYS_FILE}, []
+            return [LEGACY_ARRAYS_FILE], []
         listed = {document["arrays"]["file"]} | {e["file"] for e in (document.get("files") or {}).values()}
         replaced = [str(n) for n in document.get("replaced", []) if _STORED_NAME.match(str(n))]
-        return {str(n) for n in listed}, replaced
+        return sorted(str(n) for n in listed), replaced
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-
-
-def _undo(fs, root: str, written: list[str], committed: list[bytes]) -> None:
-    """A failed save removes the data files it wrote, unless its model.json was stored after all or the
-    current model.json lists them (the same content as the model there)."""
-    if not written:
-        return
-    with suppress(Exception):
-        if committed and fs.cat_file(_join(root, METADATA_FILE)) == committed[0]:
-            return
-    current = _listed_now(fs, root)
-    for name in written:
-        if current is None or name not in current[0]:
-            with suppress(Exception):
-                fs.rm_file(_join(root, name))
 
 
 def _remove_stale(fs, root: str, listing: tuple[set[str], list[str]]) -> None:
@@ -694,8 +634,6 @@ def table_from_array(data: np.ndarray) -> Any:
 
 
 def _filesystem(url: str, storage_options: dict | None):
-    from framelab.frames.storage import filesystem
-
     fs, root = filesystem(url, storage_options)
     return fs, root.rstrip("/")
 

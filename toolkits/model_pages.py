@@ -18,11 +18,12 @@ import pyarrow as pa
 from framelab.frames import Frame
 from framelab.frames.errors import InputError
 from framelab.frames.images.explore import MAX_ROWS, Views, explore
+from framelab.frames.validation import check_positive_int
 
 ROW = "row_id"
 
 
-def classifier_page(model: Any, frame: Any, path: str | None = None, **options: Any) -> str:
+def classifier_page(model: Any, frame: Frame, path: str | None = None, **options: Any) -> str:
     """A classifier's evaluation on ``frame`` as a page: the confusion matrix, each cell opening its images.
 
     Features are extracted once and shared by the evaluation and the
@@ -67,7 +68,7 @@ def classifier_page(model: Any, frame: Any, path: str | None = None, **options: 
     return explore(page, path, views=views, **options)
 
 
-def kmeans_page(model: Any, frame: Any, path: str | None = None, per_cluster: int = 12, **options: Any) -> str:
+def kmeans_page(model: Any, frame: Frame, path: str | None = None, per_cluster: int = 12, **options: Any) -> str:
     """Each cluster as a section of its ``per_cluster`` rows nearest the centre, with its size over all rows.
 
     Example:
@@ -96,7 +97,7 @@ def kmeans_page(model: Any, frame: Any, path: str | None = None, per_cluster: in
     return explore(page, path, views=views, max_rows=max(len(shown), 1), **options)
 
 
-def similarity_page(model: Any, frame: Any, path: str | None = None, k: int = 5, max_rows: int = MAX_ROWS,
+def similarity_page(model: Any, frame: Frame, path: str | None = None, k: int = 5, max_rows: int = MAX_ROWS,
                     seed: int = 0, **options: Any) -> str:
     """The reference images with each one's ``k`` nearest neighbours (click an image) and near-duplicate groups.
 
@@ -114,8 +115,7 @@ def similarity_page(model: Any, frame: Any, path: str | None = None, k: int = 5,
     """
     from framelab.toolkits.image_features import with_features
 
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-        raise InputError(f"k must be a positive integer; got {k!r}")
+    k = check_positive_int(k, "k")
     key = model.neighbors.label if model.neighbors.label in frame.schema.names else ROW
     n = model.num_rows
     chosen = np.arange(n) if n <= max_rows else np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
@@ -138,7 +138,7 @@ def similarity_page(model: Any, frame: Any, path: str | None = None, k: int = 5,
     return explore(rows, path, views=views, max_rows=max(len(shown), 1), seed=seed, **options)
 
 
-def tagger_page(model: Any, frame: Any, path: str | None = None, k: int | None = 10,
+def tagger_page(model: Any, frame: Frame, path: str | None = None, k: int | None = 10,
                 threshold: float | None = None, **options: Any) -> str:
     """The images with their tags: tag facets with counts over all rows, and a filter by tag and minimum score.
 

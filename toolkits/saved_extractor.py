@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from framelab.frames.errors import InputError
 from framelab.toolkits.deep_features import DeepFeatureExtractor
+from framelab.toolkits.model import Model
 
 if TYPE_CHECKING:
     from framelab.toolkits.model_io import SavedModel
@@ -145,3 +146,76 @@ def extractor_from_saved(metadata: dict[str, Any], files: dict[str, bytes] | Non
     weights_file = metadata.get("weights_file")
     data = (files or {}).get(weights_file) if weights_file else None
     return DeepFeatureExtractor.from_config(metadata["extractor"], weights_data=data)
+
+
+class ExtractorModel(Model):
+    """A model over a deep-feature extractor: the extractor, one inner model on its features, and the columns.
+
+    The state, files, saved-state checks and load of such a model are written
+    here once; a kind names its inner model (``_inner``: the attribute, which is
+    also its key in ``model.json``, and ``_inner_class``) and adds only what is
+    its own through :meth:`_own_state`, :meth:`_check_own_saved` and
+    :meth:`_own_from_saved`.
+
+    Example:
+        >>> from framelab.toolkits.image_classifier import ImageClassifier
+        >>> from framelab.toolkits.saved_extractor import ExtractorModel
+        >>> issubclass(ImageClassifier, ExtractorModel), ImageClassifier._inner
+        (True, 'classifier')
+    """
+
+    _inner: str
+    _inner_class: type[Model]
+    extractor: DeepFeatureExtractor
+    image_column: str | None
+    feature_column: str
+
+    def _own_state(self) -> dict[str, Any]:
+        """Metadata fields only this kind keeps (none here)."""
+        return {}
+
+    @classmethod
+    def _check_own_saved(cls, saved: SavedModel) -> None:
+        """Refuse a saved field only this kind keeps (none here)."""
+
+    @classmethod
+    def _own_from_saved(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        """Keyword arguments of this kind's constructor from its own fields (none here)."""
+        return {}
+
+    def _state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        metadata, arrays = getattr(self, self._inner)._state()
+        return {
+            self._inner: metadata,
+            **extractor_metadata(self.extractor),
+            "image_column": self.image_column,
+            "feature_column": self.feature_column,
+            **self._own_state(),
+        }, arrays
+
+    def _files(self) -> dict[str, bytes]:
+        # Weights from a path or URL travel with the model: its folder is all it needs.
+        return extractor_files(self.extractor)
+
+    @classmethod
+    def _check_saved(cls, saved: SavedModel) -> None:
+        """Refuse a saved model whose extractor or inner model is damaged, or whose inner model was fitted
+        on another network's features."""
+        feature_column = saved.field("feature_column", str)
+        saved.field("image_column", (str, type(None)), required=False)
+        cls._check_own_saved(saved)
+        config = check_saved_extractor(saved)
+        nested = saved.nested(cls._inner)
+        cls._inner_class._check_saved(nested)
+        check_features_made_by(saved, f"{cls._inner}.features", nested.metadata["features"], feature_column, config)
+
+    @classmethod
+    def _from_saved(cls, metadata: dict[str, Any], arrays: dict[str, Any],
+                    files: dict[str, bytes] | None = None) -> ExtractorModel:
+        return cls(
+            extractor_from_saved(metadata, files),
+            cls._inner_class._from_saved(metadata[cls._inner], arrays),
+            image_column=metadata.get("image_column"),
+            feature_column=metadata["feature_column"],
+            **cls._own_from_saved(metadata),
+        )

@@ -20,13 +20,16 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from framelab.frames.errors import ColumnNotFoundError, InputError
 from framelab.toolkits.features import FeatureEncoder, check_frame, merge_observations
+
+if TYPE_CHECKING:
+    from framelab.frames import Frame
 
 # Rows per segment: one (queries x SEGMENT_ROWS) score matrix stays a few tens
 # of MB, and blocks smaller than this are joined so matrix products stay large.
@@ -197,7 +200,7 @@ class VectorShards:
 
 
 def open_vector_shards(
-    frame: Any,
+    frame: Frame,
     features: Any,
     label: str | None,
     *,

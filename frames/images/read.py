@@ -83,7 +83,7 @@ class ReadOptions:
         >>> ReadOptions(on_error="ignore")
         Traceback (most recent call last):
         ...
-        framelab.frames.errors.InputError: on_error must be one of 'null', 'drop', 'raise'; got 'ignore'
+        framelab.frames.errors.InputError: on_error must be one of 'null', 'drop', 'raise', got 'ignore'
     """
 
     recursive: bool = True

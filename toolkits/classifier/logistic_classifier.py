@@ -21,7 +21,14 @@ import numpy as np
 import pyarrow as pa
 
 from framelab.frames.errors import ColumnNotFoundError, InputError
-from framelab.frames.validation import check_positive_int, check_seed
+from framelab.frames.validation import (
+    SEED,
+    check_arguments,
+    check_positive_int,
+    check_seed,
+    integer,
+    number,
+)
 from framelab.frames.vectors import vectors_from_numpy, vectors_to_numpy
 from framelab.platform import failures
 from framelab.platform.client import on_cluster
@@ -36,6 +43,7 @@ from framelab.toolkits.features import (
 from framelab.toolkits.model import Model, Section
 
 if TYPE_CHECKING:
+    from framelab.frames import Frame
     from framelab.toolkits.model_io import SavedModel
 
 OUTPUT_TYPES = ("class", "probability", "probability_vector", "margin")
@@ -157,7 +165,7 @@ class LogisticClassifier(Model):
         }))
 
     # ----------------------------------------------------------- prediction
-    def predict(self, frame, output_type: str = "class") -> pa.ChunkedArray:
+    def predict(self, frame: Frame, output_type: str = "class") -> pa.ChunkedArray:
         """One prediction per row: the class, P(second class) for two classes, or all probabilities.
 
         ``output_type``: "class"; "probability" (two classes only: the
@@ -186,7 +194,7 @@ class LogisticClassifier(Model):
         """
         return self._predict(frame, output_type)
 
-    def _predict(self, frame, output_type: str, nulls: NullRows | None = None) -> pa.ChunkedArray:
+    def _predict(self, frame: Frame, output_type: str, nulls: NullRows | None = None) -> pa.ChunkedArray:
         if output_type not in OUTPUT_TYPES:
             raise InputError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}; got {output_type!r}")
         if output_type == "probability" and self.num_classes != 2:
@@ -210,7 +218,7 @@ class LogisticClassifier(Model):
 
         return self._run(frame, run, nulls=nulls).column(0)
 
-    def predict_topk(self, frame, output_type: str = "probability", k: int = 3):
+    def predict_topk(self, frame: Frame, output_type: str = "probability", k: int = 3):
         """The ``k`` likeliest classes of each row, as a Frame of (id, class, probability | rank).
 
         ``id`` is the row's position in ``frame``; rows come in ``id`` order,
@@ -226,14 +234,12 @@ class LogisticClassifier(Model):
         """
         return self._predict_topk(frame, output_type, k)
 
-    def _predict_topk(self, frame, output_type: str, k: int, nulls: NullRows | None = None):
+    def _predict_topk(self, frame: Frame, output_type: str, k: int, nulls: NullRows | None = None):
         from framelab.frames import Frame
 
         if output_type not in ("probability", "rank"):
             raise InputError(f"output_type must be 'probability' or 'rank'; got {output_type!r}")
-        if not isinstance(k, (int, np.integer)) or k < 1:
-            raise InputError(f"k must be a positive integer; got {k!r}")
-        k = min(int(k), self.num_classes)
+        k = min(check_positive_int(k, "k"), self.num_classes)
         result = self._run(
             frame,
             lambda t: pa.table({"p": _vectors_or_null(*self._scores(t, nulls))}),
@@ -255,7 +261,7 @@ class LogisticClassifier(Model):
             columns["rank"] = pa.array(np.tile(np.arange(k, dtype=np.int64), n))
         return Frame.from_arrow(pa.table(columns))
 
-    def classify(self, frame):
+    def classify(self, frame: Frame):
         """Each row's likeliest class and its probability, as a Frame (class, probability).
 
         Example:
@@ -268,7 +274,7 @@ class LogisticClassifier(Model):
         """
         return self._classify(frame)
 
-    def _classify(self, frame, nulls: NullRows | None = None):
+    def _classify(self, frame: Frame, nulls: NullRows | None = None):
         from framelab.frames import Frame
 
         labels = self._labels()
@@ -283,7 +289,7 @@ class LogisticClassifier(Model):
 
         return Frame.from_arrow(self._run(frame, run, nulls=nulls))
 
-    def evaluate(self, frame, metric: str = "auto") -> dict[str, Any]:
+    def evaluate(self, frame: Frame, metric: str = "auto") -> dict[str, Any]:
         """Score the model on labelled rows: a dict of metrics (see :mod:`framelab.toolkits.evaluation`).
 
         Keys with ``metric="auto"``: accuracy, precision, recall, f1_score
@@ -301,7 +307,7 @@ class LogisticClassifier(Model):
         """
         return self._evaluate(frame, metric)
 
-    def _evaluate(self, frame, metric: str, nulls: NullRows | None = None) -> dict[str, Any]:
+    def _evaluate(self, frame: Frame, metric: str, nulls: NullRows | None = None) -> dict[str, Any]:
         metrics = check_metric(metric)
         if self.target not in frame.schema.names:
             raise ColumnNotFoundError([self.target], frame.schema.names)
@@ -497,7 +503,7 @@ def _vectors_or_null(proba: np.ndarray, valid: np.ndarray | None) -> pa.Array:
 
 @on_cluster
 def create(
-    frame,
+    frame: Frame,
     target: str,
     features: Sequence[str] | None = None,
     l2_penalty: float = 0.01,
@@ -657,17 +663,18 @@ def _is_label(value: Any) -> bool:
     return isinstance(value, (str, int, bool))
 
 
+# What create() accepts, declared once and checked by the one helper every toolkit uses.
+_CREATE_ARGUMENTS = {"l2_penalty": number(0), "max_iterations": integer(1), "seed": SEED}
+
+
 def _check_options(l2_penalty, max_iterations, validation_set, class_weights, seed) -> None:
-    if not isinstance(l2_penalty, (int, float)) or not np.isfinite(l2_penalty) or l2_penalty < 0:
-        raise InputError(f"l2_penalty must be a number >= 0; got {l2_penalty!r}")
-    check_positive_int(max_iterations, "max_iterations")
+    check_arguments({"l2_penalty": l2_penalty, "max_iterations": max_iterations, "seed": seed}, _CREATE_ARGUMENTS)
     if isinstance(validation_set, str) and validation_set.lower() not in ("auto", "none"):
         raise InputError(f"validation_set must be 'auto', None or a Frame; got {validation_set!r}")
     if isinstance(class_weights, str) and class_weights != "auto":
         raise InputError(f"class_weights must be None, 'auto' or a dict; got {class_weights!r}")
     if class_weights is not None and not isinstance(class_weights, (str, Mapping)):
         raise InputError(f"class_weights must be None, 'auto' or a dict; got {type(class_weights).__name__}")
-    check_seed(seed)
 
 
 def _class_weights(spec, classes: list, counts: dict) -> list[float]:

@@ -9,11 +9,8 @@ Example:
     'mobilenet_v2'
 """
 
-from framelab.toolkits.deep_features.extractor import (
-    DeepFeatureExtractor,
-    extract,
-    find_image_column,
-)
+from framelab.toolkits.deep_features.extraction import extract
+from framelab.toolkits.deep_features.extractor import DeepFeatureExtractor, find_image_column
 from framelab.toolkits.deep_features.preprocessing import Preprocessing
 from framelab.toolkits.deep_features.registry import (
     Architecture,

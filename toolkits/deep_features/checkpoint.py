@@ -27,8 +27,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from framelab.frames import Frame
 from framelab.frames.errors import InputError
 from framelab.platform.client import on_cluster
+from framelab.toolkits.deep_features.extractor import DeepFeatureExtractor, find_image_column
 
 #: Column of the checkpoint's parts: a hash of the image's encoded bytes (hex BLAKE2b, 128 bits).
 KEY_COLUMN = "_framelab_content_hash"
@@ -40,7 +42,7 @@ log = logging.getLogger(__name__)
 
 @on_cluster
 def extract_resumable(
-    frame: Any,
+    frame: Frame,
     checkpoint: str,
     *,
     image_column: str | None = None,
@@ -66,9 +68,6 @@ def extract_resumable(
         >>> resume_plan(photos, url)      # the same call on all 6 would compute only 2
         {'done': 4, 'todo': 2}
     """
-    from framelab.frames import Frame
-    from framelab.toolkits.deep_features.extractor import extract, find_image_column
-
     image_column = find_image_column(frame.schema, image_column)
     if PATH_COLUMN not in frame.columns:
         raise InputError(
@@ -85,7 +84,9 @@ def extract_resumable(
     todo = Frame.from_ray(
         frame.to_ray().map_batches(skip, batch_format="pyarrow", batch_size=None), schema=frame.schema
     )
-    featured = extract(todo, image_column=image_column, **extract_args)
+    output_column = extract_args.pop("output_column", "deep_features")
+    extractor = DeepFeatureExtractor(extract_args.pop("model", "mobilenet_v2"), **extract_args)
+    featured = extractor.transform(todo, image_column=image_column, output_column=output_column)
     # Running the pipeline writes the parts as blocks finish; only a count per part comes back.
     write = _WritePart(fs, root, image_column)
     featured.to_ray().map_batches(write, batch_format="pyarrow", batch_size=None).materialize()
@@ -93,7 +94,7 @@ def extract_resumable(
     return result.drop(KEY_COLUMN)
 
 
-def resume_plan(frame: Any, checkpoint: str, *, image_column: str | None = None,
+def resume_plan(frame: Frame, checkpoint: str, *, image_column: str | None = None,
                 checkpoint_storage_options: dict | None = None) -> dict[str, int]:
     """How many of the frame's rows the checkpoint holds (``done``) and how many a run would compute.
 
@@ -105,9 +106,6 @@ def resume_plan(frame: Any, checkpoint: str, *, image_column: str | None = None,
         >>> resume_plan(photos, tempfile.mkdtemp())
         {'done': 0, 'todo': 3}
     """
-    from framelab.frames import Frame
-    from framelab.toolkits.deep_features.extractor import find_image_column
-
     image_column = find_image_column(frame.schema, image_column)
     done = written_keys(checkpoint, checkpoint_storage_options)
     schema = pa.schema([(PATH_COLUMN, pa.string()), (KEY_COLUMN, pa.string())])

@@ -16,7 +16,7 @@ import functools
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -29,6 +29,9 @@ from framelab.toolkits.deep_features.decode import PIXELS_COLUMN
 from framelab.toolkits.deep_features.preprocessing import Preprocessing
 from framelab.toolkits.deep_features.registry import Architecture, architecture
 from framelab.toolkits.provenance import with_provenance
+
+if TYPE_CHECKING:
+    from framelab.frames import Frame
 
 _DEVICES = ("auto", "cpu", "cuda")
 _PRECISIONS = ("auto", "float32", "float16", "bfloat16")
@@ -288,7 +291,7 @@ class DeepFeatureExtractor:
         return "weights" + suffix, r.weights_data
 
     # ------------------------------------------------------------- execution
-    def transform(self, frame: Any, image_column: str | None = None, output_column: str = "deep_features") -> Any:
+    def transform(self, frame: Frame, image_column: str | None = None, output_column: str = "deep_features") -> Any:
         """The frame with a column of feature vectors added (null where the image is null or undecodable).
 
         ``image_column=None`` uses the frame's only image column. A binary
@@ -387,49 +390,6 @@ class DeepFeatureExtractor:
         if self._resolved is None:
             self._resolved = _resolve(self)
         return self._resolved
-
-
-def extract(
-    frame: Any,
-    image_column: str | None = None,
-    model: Any = "mobilenet_v2",
-    layer: str | None = None,
-    output_column: str = "deep_features",
-    batch_size: int | str = "auto",
-    device: str = "auto",
-    checkpoint: str | None = None,
-    **options: Any,
-) -> Any:
-    """Add a column of deep features: each image through a pretrained network.
-
-    ``checkpoint`` (a folder path or fsspec URL) makes a long run resumable:
-    finished blocks are written there as Parquet while it runs, and the same
-    call after a crash computes only the rows not yet written (see
-    :mod:`framelab.toolkits.deep_features.checkpoint`).
-
-    ``options`` are :class:`DeepFeatureExtractor`'s (``weights``,
-    ``weights_sha256``, ``preprocessing``, ``output_dtype``, ``precision``,
-    ``storage_options``). The column's Arrow field metadata records the
-    provenance (see :func:`provenance_of`).
-
-    Example:
-        >>> from framelab.toolkits import datasets, deep_features
-        >>> photos = datasets.caltech101(classes=["ewer"], per_class=2)
-        >>> logits = deep_features.extract(photos, layer="classifier.1", output_column="logits")
-        >>> logits.to_numpy("logits").shape              # ImageNet's 1,000 classes
-        (2, 1000)
-    """
-    if checkpoint is not None:
-        from framelab.toolkits.deep_features.checkpoint import extract_resumable
-
-        return extract_resumable(
-            frame, checkpoint, image_column=image_column, model=model, layer=layer,
-            output_column=output_column, batch_size=batch_size, device=device, **options,
-        )
-    extractor = DeepFeatureExtractor(
-        model, layer=layer, batch_size=batch_size, device=device, **options
-    )
-    return extractor.transform(frame, image_column=image_column, output_column=output_column)
 
 
 def find_image_column(schema: pa.Schema, name: str | None = None) -> str:

@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -38,6 +38,9 @@ from framelab.toolkits.deep_features.weights import load_weights
 from framelab.toolkits.features import check_frame, check_target
 from framelab.toolkits.image_classifier.augment import ROW_COLUMN, Augmentation, training_batch
 from framelab.toolkits.image_classifier.train_loop import Recipe, backbone_blocks, recipe_dict
+
+if TYPE_CHECKING:
+    from framelab.frames import Frame
 
 # Training batch (images per step, over all workers) when batch_size="auto".
 AUTO_BATCH = 32
@@ -102,7 +105,7 @@ class FineTuneOptions:
 
 
 def fine_tune(
-    frame: Any,
+    frame: Frame,
     target: str,
     options: FineTuneOptions,
     *,
@@ -202,7 +205,7 @@ def fine_tune(
     )
 
 
-def _check_labels(frame: Any, target: str) -> list:
+def _check_labels(frame: Frame, target: str) -> list:
     """The sorted classes; refuses null labels, one class, or a class with fewer than 2 images."""
     labels = frame.select(target).to_arrow().column(target)
     if labels.null_count:
@@ -226,7 +229,7 @@ def _check_labels(frame: Any, target: str) -> list:
     return sorted(counts)
 
 
-def _split(frame: Any, validation_set: Any, seed: int) -> tuple[Any, Any]:
+def _split(frame: Frame, validation_set: Any, seed: int) -> tuple[Any, Any]:
     """(training rows, validation rows or None), as the linear probe's "auto" rule holds out."""
     from framelab.toolkits.classifier.logistic_classifier import auto_validation_rows
 
@@ -281,7 +284,7 @@ def _plan_workers(options: FineTuneOptions) -> dict:
     return {"workers": workers, "cpus": cpus, "threads": threads_for(cpus), "use_gpu": use_gpu}
 
 
-def _rows(frame: Any, image_column: str, target: str) -> Any:
+def _rows(frame: Frame, image_column: str, target: str) -> Any:
     """The Ray Dataset of (image, label, row number), materialised once: every epoch reads these blocks."""
     keep = [image_column, target] + (["path"] if "path" in frame.columns and image_column != "path" else [])
     return frame.select(*keep).add_row_number(ROW_COLUMN).materialize().to_ray()

@@ -24,16 +24,11 @@ from framelab.toolkits.image_features import (
     image_column_or_none,
     with_features,
 )
-from framelab.toolkits.model import Model, Section
-from framelab.toolkits.saved_extractor import (
-    check_features_made_by,
-    check_saved_extractor,
-    extractor_files,
-    extractor_from_saved,
-    extractor_metadata,
-)
+from framelab.toolkits.model import Section
+from framelab.toolkits.saved_extractor import ExtractorModel
 
 if TYPE_CHECKING:
+    from framelab.frames import Frame
     from framelab.toolkits.model_io import SavedModel
 
 _NO_FEATURES = "its image is missing or could not be decoded"
@@ -41,7 +36,7 @@ _NO_FEATURES = "its image is missing or could not be decoded"
 
 @on_cluster
 def create(
-    frame: Any,
+    frame: Frame,
     target: str,
     image_column: str | None = None,
     model: str = "mobilenet_v2",
@@ -143,7 +138,7 @@ def create(
     return ImageClassifier(extractor, classifier, image_column=used, feature_column=feature_column)
 
 
-class ImageClassifier(Model):
+class ImageClassifier(ExtractorModel):
     """Deep features + logistic classifier; ``predict`` and ``evaluate`` take frames of raw images.
 
     Example:
@@ -159,6 +154,9 @@ class ImageClassifier(Model):
     """
 
     kind = "image_classifier"
+
+    _inner = "classifier"
+    _inner_class = LogisticClassifier
 
     def __init__(
         self,
@@ -198,7 +196,7 @@ class ImageClassifier(Model):
         """The classes, in the order of probability vectors."""
         return self.classifier.classes
 
-    def _features(self, frame: Any) -> Any:
+    def _features(self, frame: Frame) -> Any:
         frame = check_frame(frame)
         return with_features(frame, self.extractor, self.image_column, self.feature_column)
 
@@ -206,7 +204,7 @@ class ImageClassifier(Model):
         # A row whose image is missing or undecodable has null features: it gets a null, not an error.
         return NullRows(self.feature_column, f"image classifier: {stage}", _NO_FEATURES, action=action)
 
-    def predict(self, frame: Any, output_type: str = "class") -> pa.ChunkedArray:
+    def predict(self, frame: Frame, output_type: str = "class") -> pa.ChunkedArray:
         """One prediction per row (``output_type``: "class", "probability", "probability_vector").
 
         Rows whose image is missing or could not be decoded predict null; one
@@ -222,7 +220,7 @@ class ImageClassifier(Model):
         with failures.job():
             return self.classifier._predict(self._features(frame), output_type, self._nulls("predict"))
 
-    def predict_topk(self, frame: Any, output_type: str = "probability", k: int = 3) -> Any:
+    def predict_topk(self, frame: Frame, output_type: str = "probability", k: int = 3) -> Any:
         """The ``k`` likeliest classes of each row, as a Frame of (id, class, probability).
 
         A row whose image could not be decoded keeps its ``k`` rows, with a
@@ -238,7 +236,7 @@ class ImageClassifier(Model):
         with failures.job():
             return self.classifier._predict_topk(self._features(frame), output_type, k, self._nulls("predict_topk"))
 
-    def classify(self, frame: Any) -> Any:
+    def classify(self, frame: Frame) -> Any:
         """Each row's likeliest class and its probability, as a Frame (nulls for undecodable images).
 
         Example:
@@ -251,7 +249,7 @@ class ImageClassifier(Model):
         with failures.job():
             return self.classifier._classify(self._features(frame), self._nulls("classify"))
 
-    def evaluate(self, frame: Any, metric: str = "auto") -> dict[str, Any]:
+    def evaluate(self, frame: Frame, metric: str = "auto") -> dict[str, Any]:
         """Accuracy, precision, recall, F1, log loss, AUC and a confusion matrix on labelled images.
 
         Rows whose image could not be decoded are left out of the scores; one
@@ -268,7 +266,7 @@ class ImageClassifier(Model):
         with failures.job():
             return self.classifier._evaluate(self._features(frame), metric, nulls)
 
-    def explore(self, frame: Any, path: str | None = None, **options: Any) -> str:
+    def explore(self, frame: Frame, path: str | None = None, **options: Any) -> str:
         """A page of the evaluation on labelled images: the confusion matrix, each cell opening its images.
 
         Misclassified rows come first in the grid; the map draws the deep
@@ -286,44 +284,16 @@ class ImageClassifier(Model):
 
         return classifier_page(self, check_frame(frame), path, **options)
 
-    def _state(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        metadata, arrays = self.classifier._state()
-        metadata = {
-            "classifier": metadata,
-            **extractor_metadata(self.extractor),
-            "image_column": self.image_column,
-            "feature_column": self.feature_column,
-        }
-        if self.fine_tuning is not None:
-            metadata["fine_tuning"] = self.fine_tuning
-        return metadata, arrays
-
-    def _files(self) -> dict[str, bytes]:
-        # Weights from a path or URL travel with the model: its folder is all it needs.
-        return extractor_files(self.extractor)
+    def _own_state(self) -> dict[str, Any]:
+        return {} if self.fine_tuning is None else {"fine_tuning": self.fine_tuning}
 
     @classmethod
-    def _check_saved(cls, saved: SavedModel) -> None:
-        """Refuse a saved image classifier whose parts are missing, external, or do not belong together."""
-        feature_column = saved.field("feature_column", str)
-        saved.field("image_column", (str, type(None)), required=False)
+    def _check_own_saved(cls, saved: SavedModel) -> None:
         saved.field("fine_tuning", (dict, type(None)), required=False)
-        config = check_saved_extractor(saved)
-        nested = saved.nested("classifier")
-        LogisticClassifier._check_saved(nested)
-        check_features_made_by(saved, "classifier.features", nested.metadata["features"], feature_column, config)
 
     @classmethod
-    def _from_saved(
-        cls, metadata: dict[str, Any], arrays: dict[str, Any], files: dict[str, bytes] | None = None
-    ) -> ImageClassifier:
-        return cls(
-            extractor_from_saved(metadata, files),
-            LogisticClassifier._from_saved(metadata["classifier"], arrays),
-            image_column=metadata.get("image_column"),
-            feature_column=metadata["feature_column"],
-            fine_tuning=metadata.get("fine_tuning"),
-        )
+    def _own_from_saved(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        return {"fine_tuning": metadata.get("fine_tuning")}
 
     def _summary_sections(self) -> list[Section]:
         config = self.extractor.to_config()

@@ -40,19 +40,13 @@ from framelab.frames.errors import InputError
 from framelab.platform.client import on_cluster
 from framelab.toolkits.features import check_frame
 from framelab.toolkits.image_features import image_column_or_none, with_features
-from framelab.toolkits.model import Model, Section
+from framelab.toolkits.model import Section
 from framelab.toolkits.nearest_neighbors import NearestNeighborsModel
 from framelab.toolkits.nearest_neighbors import create as create_neighbors
-from framelab.toolkits.saved_extractor import (
-    check_features_made_by,
-    check_saved_extractor,
-    extractor_files,
-    extractor_from_saved,
-    extractor_metadata,
-)
+from framelab.toolkits.saved_extractor import ExtractorModel
 
 if TYPE_CHECKING:
-    from framelab.toolkits.model_io import SavedModel
+    from framelab.frames import Frame
 
 # Cosine distance under which two images are near-duplicates (see the module docstring).
 NEAR_DUPLICATE_THRESHOLD = 0.065
@@ -60,7 +54,7 @@ NEAR_DUPLICATE_THRESHOLD = 0.065
 
 @on_cluster
 def create(
-    frame: Any,
+    frame: Frame,
     image_column: str | None = None,
     model: str = "mobilenet_v2",
     label: str | None = None,
@@ -101,7 +95,7 @@ def create(
     return result
 
 
-class ImageSimilarityModel(Model):
+class ImageSimilarityModel(ExtractorModel):
     """A deep-features extractor and a nearest-neighbours index over the reference images.
 
     Example:
@@ -109,6 +103,9 @@ class ImageSimilarityModel(Model):
     """
 
     kind = "image_similarity"
+
+    _inner = "neighbors"
+    _inner_class = NearestNeighborsModel
 
     def __init__(self, extractor: Any, neighbors: NearestNeighborsModel, *, image_column: str | None,
                  feature_column: str):
@@ -122,7 +119,7 @@ class ImageSimilarityModel(Model):
         """Reference images, decoded or not."""
         return self.neighbors.num_rows
 
-    def query(self, frame: Any, k: int | None = 5, radius: float | None = None, label: str | None = None) -> Any:
+    def query(self, frame: Frame, k: int | None = 5, radius: float | None = None, label: str | None = None) -> Any:
         """The ``k`` most similar reference images of each image of ``frame`` (raw images or matching features).
 
         Returns the Frame of :meth:`NearestNeighborsModel.query`
@@ -168,7 +165,7 @@ class ImageSimilarityModel(Model):
             )
         return self.neighbors.connected_components(radius=threshold, k=k)
 
-    def explore(self, frame: Any, path: str | None = None, k: int = 5, **options: Any) -> str:
+    def explore(self, frame: Frame, path: str | None = None, k: int = 5, **options: Any) -> str:
         """A page of the reference images: click one for its ``k`` nearest neighbours; near-duplicate groups side by side.
 
         ``frame`` is the frame the model was built on (the reference rows, in
@@ -183,39 +180,6 @@ class ImageSimilarityModel(Model):
         return similarity_page(self, check_frame(frame), path, k=k, **options)
 
     # ---------------------------------------------------------- persistence
-    def _state(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        metadata, arrays = self.neighbors._state()
-        return {
-            "neighbors": metadata,
-            **extractor_metadata(self.extractor),
-            "image_column": self.image_column,
-            "feature_column": self.feature_column,
-        }, arrays
-
-    def _files(self) -> dict[str, bytes]:
-        # Weights from a path or URL travel with the model: its folder is all it needs.
-        return extractor_files(self.extractor)
-
-    @classmethod
-    def _check_saved(cls, saved: SavedModel) -> None:
-        """Refuse a saved model whose extractor or index is damaged, or whose index holds another network's features."""
-        feature_column = saved.field("feature_column", str)
-        saved.field("image_column", (str, type(None)), required=False)
-        config = check_saved_extractor(saved)
-        nested = saved.nested("neighbors")
-        NearestNeighborsModel._check_saved(nested)
-        check_features_made_by(saved, "neighbors.features", nested.metadata["features"], feature_column, config)
-
-    @classmethod
-    def _from_saved(cls, metadata: dict[str, Any], arrays: dict[str, Any],
-                    files: dict[str, bytes] | None = None) -> ImageSimilarityModel:
-        return cls(
-            extractor_from_saved(metadata, files),
-            NearestNeighborsModel._from_saved(metadata["neighbors"], arrays),
-            image_column=metadata.get("image_column"),
-            feature_column=metadata["feature_column"],
-        )
-
     def _summary_sections(self) -> list[Section]:
         config = self.extractor.to_config()
         features = [

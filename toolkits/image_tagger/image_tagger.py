@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from numbers import Real
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from framelab.frames.errors import InputError
+from framelab.frames.validation import SEED, check_arguments, check_seed, integer, number
 from framelab.platform.client import on_cluster
 from framelab.toolkits.deep_features import DeepFeatureExtractor
 from framelab.toolkits.features import check_frame, check_tags_column, tag_matrix
@@ -38,6 +38,7 @@ from framelab.toolkits.saved_extractor import (
 )
 
 if TYPE_CHECKING:
+    from framelab.frames import Frame
     from framelab.toolkits.model_io import SavedModel
 
 PRETRAINED, TRAINED = "pretrained", "trained"
@@ -51,7 +52,7 @@ _NO_HELD_OUT = -1.0
 
 @on_cluster
 def create(
-    frame: Any = None,
+    frame: Frame = None,
     tags_column: str | None = None,
     image_column: str | None = None,
     model: Any = "mobilenet_v2",
@@ -195,7 +196,7 @@ class ImageTagger(Model):
     # --------------------------------------------------------------- tagging
     def tag(
         self,
-        frame: Any,
+        frame: Frame,
         k: int | None = DEFAULT_K,
         threshold: float | None = None,
         output_column: str = DEFAULT_COLUMN,
@@ -228,8 +229,7 @@ class ImageTagger(Model):
             >>> birds = tagger.tag(photos).filter(image_tagger.tags.has("bird"))  # doctest: +SKIP
         """
         frame = check_frame(frame)
-        if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
-            raise InputError(f"k must be a positive integer or None (no limit); got {k!r}")
+        k = integer(1, none="no limit").check(k, "k")
         thresholds = self._thresholds_for(threshold)
         if not isinstance(output_column, str) or not output_column:
             raise InputError(f"output_column must be a non-empty string, got {output_column!r}")
@@ -246,7 +246,7 @@ class ImageTagger(Model):
             out = out.drop(self.feature_column)  # extracted on the way; the caller asked for tags
         return out
 
-    def explore(self, frame: Any, path: str | None = None, k: int | None = DEFAULT_K,
+    def explore(self, frame: Frame, path: str | None = None, k: int | None = DEFAULT_K,
                 threshold: float | None = None, **options: Any) -> str:
         """A page of the images with their tags: tag facets with counts over all rows, a filter by tag and score.
 
@@ -258,7 +258,7 @@ class ImageTagger(Model):
 
         return tagger_page(self, frame, path, k=k, threshold=threshold, **options)
 
-    def evaluate(self, frame: Any, tags_column: str | None = None, threshold: float | None = None) -> dict[str, Any]:
+    def evaluate(self, frame: Frame, tags_column: str | None = None, threshold: float | None = None) -> dict[str, Any]:
         """Per-tag precision, recall and average precision against the frame's tags, and their macro means.
 
         Returns ``{"precision", "recall", "average_precision"}`` (macro means
@@ -458,7 +458,7 @@ class ImageTagger(Model):
         return sections
 
     # ------------------------------------------------------------ internals
-    def _with_features(self, frame: Any) -> Any:
+    def _with_features(self, frame: Frame) -> Any:
         if isinstance(self.scorer, Rollup) and self.extractor.dim != self.scorer.num_classes:
             raise InputError(
                 f"an out-of-the-box tagger reads a network's ImageNet head ({self.scorer.num_classes} "
@@ -478,14 +478,13 @@ class ImageTagger(Model):
     def _thresholds_for(self, threshold: float | None) -> np.ndarray:
         if threshold is None:
             return self._thresholds
-        if isinstance(threshold, bool) or not isinstance(threshold, Real) or not 0.0 <= float(threshold) <= 1.0:
-            raise InputError(f"threshold must be None (the model's own) or a score between 0 and 1; got {threshold!r}")
-        return np.full(len(self._vocabulary), float(threshold))
+        threshold = number(0, 1, none="the model's own").check(threshold, "threshold")
+        return np.full(len(self._vocabulary), threshold)
 
 
 # ------------------------------------------------------------------ create
 def _create_pretrained(
-    frame: Any, image_column: str | None, model: Any, vocabulary: Any, feature_column: str | None, **options: Any
+    frame: Frame, image_column: str | None, model: Any, vocabulary: Any, feature_column: str | None, **options: Any
 ) -> ImageTagger:
     hierarchy = imagenet_hierarchy()
     if frame is not None:
@@ -537,7 +536,7 @@ def _logits_layer(model: Any) -> str | None:
 
 
 def _create_trained(
-    frame: Any,
+    frame: Frame,
     tags_column: str,
     image_column: str | None,
     model: Any,
@@ -572,8 +571,7 @@ def _create_trained(
                                     "validation")
     elif validation is None:
         validation = features.head(0)  # no held-out rows: every tag keeps the default threshold
-    if seed is None:
-        seed = int(np.random.SeedSequence().entropy & 0x7FFFFFFF)
+    seed = check_seed(seed)
     fit = fit_tagger(
         features, feature_column, tags_column, validation=validation, vocabulary=vocabulary,
         min_precision=min_precision,
@@ -594,7 +592,7 @@ def _create_trained(
 
 
 def _training_rows(
-    frame: Any, extractor: DeepFeatureExtractor, image_column: str | None, feature_column: str,
+    frame: Frame, extractor: DeepFeatureExtractor, image_column: str | None, feature_column: str,
     tags_column: str, stage: str,
 ) -> Any:
     """(features, tags) of the images that decoded."""
@@ -602,17 +600,16 @@ def _training_rows(
     return drop_rows_without_features(rows, feature_column, stage, toolkit="image tagger")
 
 
+# What a trained tagger's create() accepts, declared once and checked by the one helper every toolkit uses.
+_TRAINING_ARGUMENTS = {"min_precision": number(0, 1, low_open=True), "l2_penalty": number(0),
+                       "max_iterations": integer(1), "seed": SEED}
+
+
 def _check_training_options(min_precision, l2_penalty, max_iterations, validation_set, seed, vocabulary) -> None:
-    if isinstance(min_precision, bool) or not isinstance(min_precision, Real) or not 0 < min_precision <= 1:
-        raise InputError(f"min_precision must be a number in (0, 1]; got {min_precision!r}")
-    if isinstance(l2_penalty, bool) or not isinstance(l2_penalty, Real) or not np.isfinite(l2_penalty) or l2_penalty < 0:
-        raise InputError(f"l2_penalty must be a number >= 0; got {l2_penalty!r}")
-    if isinstance(max_iterations, bool) or not isinstance(max_iterations, (int, np.integer)) or max_iterations < 1:
-        raise InputError(f"max_iterations must be a positive integer; got {max_iterations!r}")
+    check_arguments({"min_precision": min_precision, "l2_penalty": l2_penalty, "max_iterations": max_iterations,
+                     "seed": seed}, _TRAINING_ARGUMENTS)
     if isinstance(validation_set, str) and validation_set != "auto":
         raise InputError(f"validation_set must be 'auto', None or a Frame; got {validation_set!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise InputError(f"seed must be an integer or None; got {seed!r}")
     if vocabulary is not None and (isinstance(vocabulary, str) or not isinstance(vocabulary, Sequence)
                                    or not vocabulary or not all(isinstance(t, str) and t for t in vocabulary)):
         raise InputError(f"vocabulary of a trained tagger must be None (every tag) or a list of tags; got {vocabulary!r}")

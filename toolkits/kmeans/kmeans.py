@@ -26,6 +26,13 @@ import pyarrow as pa
 
 from framelab.frames.errors import InputError
 from framelab.frames.expressions import ColumnExpr
+from framelab.frames.validation import (
+    SEED,
+    check_arguments,
+    check_positive_int,
+    check_seed,
+    integer,
+)
 from framelab.frames.vectors import vectors_from_numpy
 from framelab.platform.client import on_cluster
 from framelab.toolkits.features import NUMERIC, FeatureEncoder, check_frame
@@ -42,6 +49,7 @@ from framelab.toolkits.saved_extractor import (
 )
 
 if TYPE_CHECKING:
+    from framelab.frames import Frame
     from framelab.toolkits.model_io import SavedModel
 
 OUTPUT_TYPES = ("cluster_id", "distance")
@@ -53,7 +61,7 @@ LOCAL_RESULT_BYTES = 64 << 20
 
 @on_cluster
 def create(
-    frame: Any,
+    frame: Frame,
     num_clusters: int,
     features: Sequence[str] | None = None,
     label: str | None = None,
@@ -114,9 +122,9 @@ def create(
 
     started = time.perf_counter()
     frame = check_frame(frame, "frame")
-    _check_options(num_clusters, max_iterations, batch_size, seed)
-    if seed is None:
-        seed = int(np.random.SeedSequence().entropy & 0x7FFFFFFF)
+    check_arguments({"num_clusters": num_clusters, "max_iterations": max_iterations, "batch_size": batch_size,
+                     "seed": seed}, _CREATE_ARGUMENTS)
+    seed = check_seed(seed)
     source = frame
     extractor = None
     if features is None and _image_column(frame.schema, image_column) is not None:
@@ -273,7 +281,7 @@ class KMeansModel(Model):
         columns["sum_squared_distance"] = pa.array(self.sum_squared_distances)
         return Frame(pa.table(columns))
 
-    def predict(self, frame: Any, output_type: str = "cluster_id") -> pa.ChunkedArray:
+    def predict(self, frame: Frame, output_type: str = "cluster_id") -> pa.ChunkedArray:
         """The nearest centre of each row of ``frame`` (``output_type="distance"``: the distance to it).
 
         Rows without features (or images that fail to decode) predict null.
@@ -300,7 +308,7 @@ class KMeansModel(Model):
             # A column expression with a known type: no sample row runs (and is counted) to find the schema.
             return frame.with_column(_OUTPUT, nearest).select(_OUTPUT).to_arrow().column(0)
 
-    def explore(self, frame: Any = None, path: str | None = None, per_cluster: int = 12, **options: Any) -> str:
+    def explore(self, frame: Frame = None, path: str | None = None, per_cluster: int = 12, **options: Any) -> str:
         """An HTML page of each cluster as a section (its size over all rows), nearest the centre first; returns its path.
 
         ``frame``: the frame of images the model was built on (by default the
@@ -318,11 +326,9 @@ class KMeansModel(Model):
         frame = self._source if frame is None else check_frame(frame, "frame")
         if frame is None:
             raise InputError("explore() needs the frame of images the model was built on: model.explore(frame)")
-        if not isinstance(per_cluster, (int, np.integer)) or per_cluster < 1:
-            raise InputError(f"per_cluster must be a positive integer; got {per_cluster!r}")
-        return kmeans_page(self, frame, path, per_cluster=int(per_cluster), **options)
+        return kmeans_page(self, frame, path, per_cluster=check_positive_int(per_cluster, "per_cluster"), **options)
 
-    def _features_of(self, frame: Any) -> Any:
+    def _features_of(self, frame: Frame) -> Any:
         frame = check_frame(frame, "frame")
         if self.extractor is None:
             return frame
@@ -553,17 +559,13 @@ def _image_column(schema: pa.Schema, image_column: str | None) -> str | None:
     return image_column_or_none(schema)
 
 
-def _check_options(num_clusters, max_iterations, batch_size, seed) -> None:
-    if isinstance(num_clusters, bool) or not isinstance(num_clusters, (int, np.integer)) or num_clusters < 1:
-        raise InputError(f"num_clusters must be a positive integer; got {num_clusters!r}")
-    if isinstance(max_iterations, bool) or not isinstance(max_iterations, (int, np.integer)) or max_iterations < 0:
-        raise InputError(f"max_iterations must be a non-negative integer (0: assign rows to the initial centres); "
-                         f"got {max_iterations!r}")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
-                                   or batch_size < 1):
-        raise InputError(f"batch_size must be None (Lloyd) or a positive integer (mini-batch); got {batch_size!r}")
-    if seed is not None and not isinstance(seed, (int, np.integer)):
-        raise InputError(f"seed must be an integer or None; got {seed!r}")
+# What create() accepts, declared once and checked by the one helper every toolkit uses.
+_CREATE_ARGUMENTS = {
+    "num_clusters": integer(1),
+    "max_iterations": integer(0, meaning="0: assign rows to the initial centres"),
+    "batch_size": integer(1, meaning="mini-batch", none="Lloyd"),
+    "seed": SEED,
+}
 
 
 def _print_header(vectors: Any, k: int, how: str, batch_size: int | None) -> None:

@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from framelab.frames.errors import ColumnNotFoundError, InputError
+from framelab.frames.validation import SEED, integer, number
 from framelab.frames.vectors import vectors_from_numpy
 from framelab.platform.client import on_cluster
 from framelab.toolkits.features import FeatureEncoder, check_frame
@@ -41,6 +42,7 @@ from framelab.toolkits.nearest_neighbors.distances import DISTANCES, check_dista
 from framelab.toolkits.vector_shards import present_positions, rows_at
 
 if TYPE_CHECKING:
+    from framelab.frames import Frame
     from framelab.toolkits.model_io import SavedModel
 
 METHODS = ("auto", "brute_force", "ann")
@@ -54,7 +56,7 @@ _VECTOR_COLUMN = "__vectors__"
 
 @on_cluster
 def create(
-    frame: Any,
+    frame: Frame,
     features: Sequence[str] | None = None,
     label: str | None = None,
     distance: str = "auto",
@@ -96,8 +98,7 @@ def create(
     started = time.perf_counter()
     distance = check_distance(distance)
     method = _check_method(method)
-    if seed is not None and not isinstance(seed, (int, np.integer)):
-        raise InputError(f"seed must be an integer or None; got {seed!r}")
+    SEED.check(seed, "seed")  # None stays None: the recall is then measured on the same rows every time
     vectors = open_vector_shards(frame, features, label, toolkit="nearest_neighbors", resident=True)
     try:
         if vectors.num_present == 0:
@@ -176,7 +177,7 @@ class NearestNeighborsModel(Model):
         return int(self.training["num_with_features"])
 
     # --------------------------------------------------------------- queries
-    def query(self, frame: Any, k: int | None = 5, radius: float | None = None, label: str | None = None) -> Any:
+    def query(self, frame: Frame, k: int | None = 5, radius: float | None = None, label: str | None = None) -> Any:
         """The ``k`` nearest reference rows of each row of ``frame`` (within ``radius`` when given).
 
         Returns a Frame of ``query_label`` (``frame[label]``, else the row's
@@ -302,18 +303,14 @@ class NearestNeighborsModel(Model):
     def _check_search(self, k: Any, radius: Any, *, exclude_self: bool,
                       cap_k: bool = False) -> tuple[int | None, float | None]:
         if radius is not None:
-            if isinstance(radius, bool) or not isinstance(radius, (int, float, np.integer, np.floating)) \
-                    or not np.isfinite(radius) or radius < 0:
-                raise InputError(f"radius must be a number >= 0 or None; got {radius!r}")
-            radius = float(radius)
+            radius = number(0, none="every distance").check(radius, "radius")
         if k is None:
             if radius is None:
                 raise InputError("give k, radius or both: k=None returns every row within the radius")
             if self.method == "ann":
                 raise InputError("method='ann' needs a k (it finds k candidates per query); give k")
             return None, radius
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise InputError(f"k must be a positive integer (or None with a radius); got {k!r}")
+        k = integer(1, none="with a radius").check(k, "k")
         available = self.num_with_features - (1 if exclude_self else 0)
         if k > available:
             # Turi Create's behaviour, not a refusal: every row there is is the answer a user who asked
