@@ -182,6 +182,7 @@ class ShardedArrays:
         # wait forever): they then share the CPUs. CPUs that live shard pools
         # of this session keep (a model's resident shards, 0.01 CPU each) are
         # not free: a fit sized to the whole cluster would wait on them forever.
+        settle_lost_nodes()
         free = max(cluster_cpus() - _held_cpus(), 0.01)
         cpus_per_shard = min(cpus_per_shard, free / num_shards)
         shard_cls = ray.remote(_Shard)
@@ -400,6 +401,7 @@ def plan_shards(total_bytes: int, cpus_per_shard: float = 1.0) -> int:
     """
     from framelab.platform.resources import actor_pool
 
+    settle_lost_nodes()
     # No read stage runs while the shards live (the blocks are already
     # materialised), so the pool may take every CPU: nothing starves.
     if total_bytes <= IN_PROCESS_MAX_BYTES:
@@ -542,6 +544,31 @@ def _responsive(nodes: Sequence[str]) -> set[str]:
             ray.get(ref)
             answered.add(refs[ref])
     return answered
+
+
+# How long a call waits for Ray to declare dead a node it lost shards on (its health checks take tens of
+# seconds): counted as alive, the node's CPUs would size shards that then wait for room that is gone.
+_SETTLE_S = 90.0
+
+
+def settle_lost_nodes() -> None:
+    """Wait (at most ``_SETTLE_S``) until each node shards were lost on is marked dead by Ray, or answers again.
+
+    A call run again right after a node loss then sizes its shards to the
+    nodes that are there. Without a loss in this process it returns at once.
+
+    Example:
+        >>> from framelab.platform.sharded import settle_lost_nodes
+        >>> settle_lost_nodes()
+    """
+    deadline = time.monotonic() + _SETTLE_S
+    while _SUSPECT_NODES and time.monotonic() < deadline:
+        with suppress(Exception):
+            _SUSPECT_NODES.intersection_update({n["NodeID"] for n in ray.nodes() if n.get("Alive")})
+            if _SUSPECT_NODES:
+                _SUSPECT_NODES.difference_update(_responsive(sorted(_SUSPECT_NODES)))
+        if _SUSPECT_NODES:
+            time.sleep(1.0)
 
 
 def _node_id() -> str:
