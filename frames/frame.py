@@ -128,7 +128,7 @@ class Frame(Readers, Subsets):
         Example:
             >>> done = Frame({"x": [1, 2, 3]}).filter(pl.col("x") > 1).materialize()
             >>> done.explain()
-            'InMemory  @driver  2 rows, 0.0 MB'
+            InMemory  @driver  2 rows, 0.0 MB
         """
         return Frame._make(planner.materialized(self._node))
 

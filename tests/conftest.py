@@ -60,7 +60,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     global _clone_setup
     from background_setup import TEST_NAME, CloneSetup
 
-    if any(item.name == TEST_NAME for item in session.items) and not os.environ.get("PYTEST_XDIST_WORKER"):
+    if session.config.option.collectonly or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    if any(item.name == TEST_NAME for item in session.items):
         _clone_setup = CloneSetup(REPO)
 
 
