@@ -7,8 +7,10 @@ runs while the rest of the suite does, and its test only waits for the end.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -38,7 +40,7 @@ class CloneSetup:
         try:
             code = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            self.close()
             raise AssertionError(f"git clone and make setup did not finish in {timeout:.0f} s") from None
         self.log.seek(0)
         took = float(self.took_file.read_text()) if self.took_file.exists() else float("nan")
@@ -46,7 +48,9 @@ class CloneSetup:
 
     def close(self) -> None:
         if self.process.poll() is None:
-            self.process.kill()
+            # The whole group (git, make, pip), so nothing writes into the folder after it is removed.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         self.log.close()
         shutil.rmtree(self.root, ignore_errors=True)
