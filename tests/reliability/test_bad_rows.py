@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
+from caltech_folders import copy_caltech
 
 from framelab.frames import Frame, InputError, vectors_from_numpy
 from framelab.platform.failures import RowFailureWarning
@@ -41,10 +42,7 @@ BAD = {
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad_rows")
-    for name in CLASSES:
-        (root / name).mkdir()
-        for path in sorted((datasets.caltech101_path() / name).glob("*.jpg"))[:6]:
-            shutil.copy(path, root / name / path.name)
+    copy_caltech(root, CLASSES, 6)
     jpeg = (datasets.caltech101_path() / "Faces_easy" / "image_0007.jpg").read_bytes()
     (root / "Faces_easy" / "no_scan_data.jpg").write_bytes(jpeg[: jpeg.find(b"\xff\xda")] + b"\xff\xd9")
     (root / "Motorbikes" / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])

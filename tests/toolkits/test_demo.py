@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from caltech_folders import copy_caltech
 
 from framelab.toolkits import datasets
 
@@ -26,10 +27,7 @@ def _demo(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess
 @pytest.fixture(scope="module")
 def two_classes(tmp_path_factory):
     root = tmp_path_factory.mktemp("two-classes")
-    for name in ("ewer", "watch"):
-        (root / name).mkdir()
-        for path in sorted((datasets.caltech101_path() / name).glob("*.jpg"))[:8]:
-            shutil.copy(path, root / name / path.name)
+    copy_caltech(root, ("ewer", "watch"), 8)
     return root
 
 

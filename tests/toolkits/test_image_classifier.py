@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
+from caltech_folders import copy_caltech
 
 from framelab.frames import Frame, InputError
-from framelab.toolkits import datasets, deep_features, image_classifier, load_model
+from framelab.toolkits import deep_features, image_classifier, load_model
 
 CLASSES = ["Faces_easy", "Motorbikes", "sunflower", "watch"]
 
@@ -17,10 +16,7 @@ CLASSES = ["Faces_easy", "Motorbikes", "sunflower", "watch"]
 def small_caltech(tmp_path_factory):
     """Four classes x 12 real Caltech images in a <class>/<file> folder."""
     root = tmp_path_factory.mktemp("caltech")
-    for name in CLASSES:
-        (root / name).mkdir()
-        for path in sorted((datasets.caltech101_path() / name).glob("*.jpg"))[:12]:
-            shutil.copy(path, root / name / path.name)
+    copy_caltech(root, CLASSES, 12)
     return root
 
 

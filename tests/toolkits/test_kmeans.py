@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
 import warnings
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from caltech_folders import copy_caltech
 from sklearn.cluster import KMeans
 
 import framelab.platform.sharded as sharded
 from framelab.frames import Frame, InputError, vectors_from_numpy
 from framelab.platform.failures import RowFailureWarning
-from framelab.toolkits import datasets, kmeans, load_model
+from framelab.toolkits import kmeans, load_model
 
 
 def _blobs(n=3000, d=16, k=8, seed=0):
@@ -140,10 +140,7 @@ def test_save_and_load_keep_centres_and_assignments(tmp_path):
 
 def test_images_are_clustered_through_deep_features_and_explored(tmp_path):
     root = tmp_path / "images"
-    for name in ("Faces_easy", "sunflower", "Motorbikes"):
-        (root / name).mkdir(parents=True)
-        for path in sorted((datasets.caltech101_path() / name).glob("*.jpg"))[:6]:
-            shutil.copy(path, root / name / path.name)
+    copy_caltech(root, ("Faces_easy", "sunflower", "Motorbikes"), 6)
     photos = Frame.read_images(str(root), label_from="folder")
     model = kmeans.create(photos, 3, seed=0, verbose=False)
     assert model.features == ["deep_features"] and model.extractor is not None

@@ -14,12 +14,12 @@ import polars as pl
 import pyarrow as pa
 import pytest
 from browser import Browser
+from caltech_folders import copy_caltech
 from PIL import Image
 
 from framelab.frames import Frame, vectors_from_numpy
 from framelab.frames.images import read_images
 from framelab.toolkits import (
-    datasets,
     deep_features,
     image_classifier,
     image_similarity,
@@ -45,10 +45,7 @@ def browser():
 def featured(tmp_path_factory):
     """24 photos of three classes plus two JPEG-quality-30 copies (near-duplicates), with deep features."""
     root = tmp_path_factory.mktemp("photos")
-    for name in CLASSES:
-        (root / name).mkdir()
-        for path in sorted((datasets.caltech101_path() / name).glob("*.jpg"))[:8]:
-            (root / name / path.name).write_bytes(path.read_bytes())
+    copy_caltech(root, CLASSES, 8)
     for name in CLASSES[:2]:
         Image.open(root / name / "image_0001.jpg").convert("RGB").save(root / name / "image_0001_copy.jpg", quality=30)
     return deep_features.extract(read_images(str(root), label_from="folder")).materialize()
