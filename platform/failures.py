@@ -200,10 +200,10 @@ def _driver_ledger():
 
     if not ray.is_initialized():
         return None
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     key = _session_key()
     if key not in _handles:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
         # A tiny actor: no CPU of its own, so it never takes a slot from the work it counts. It lives on the
         # driver's node (the head, for a job or a ray:// session), so losing a worker node never loses it.
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)

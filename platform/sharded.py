@@ -564,11 +564,16 @@ def settle_lost_nodes() -> None:
     deadline = time.monotonic() + _SETTLE_S
     while _SUSPECT_NODES and time.monotonic() < deadline:
         with suppress(Exception):
-            _SUSPECT_NODES.intersection_update({n["NodeID"] for n in ray.nodes() if n.get("Alive")})
-            if _SUSPECT_NODES:
-                _SUSPECT_NODES.difference_update(_responsive(sorted(_SUSPECT_NODES)))
+            _recheck_suspects({n["NodeID"] for n in ray.nodes() if n.get("Alive")})
         if _SUSPECT_NODES:
             time.sleep(1.0)
+
+
+def _recheck_suspects(alive: set[str]) -> None:
+    """Forget suspect nodes Ray has marked dead (nothing goes there) and those that answer again."""
+    _SUSPECT_NODES.intersection_update(alive)
+    if _SUSPECT_NODES:
+        _SUSPECT_NODES.difference_update(_responsive(sorted(_SUSPECT_NODES)))  # back, or never gone
 
 
 def _node_id() -> str:
@@ -590,8 +595,7 @@ def _placeable(strategies: list[Any]) -> list[Any]:
     if not _SUSPECT_NODES:
         return strategies
     nodes = {n["NodeID"]: n for n in ray.nodes() if n.get("Alive")}
-    _SUSPECT_NODES.intersection_update(nodes)  # a node Ray has marked dead needs no watching: nothing goes there
-    _SUSPECT_NODES.difference_update(_responsive(sorted(_SUSPECT_NODES)))  # back, or never gone
+    _recheck_suspects(set(nodes))
     healthy = sorted(n for n, info in nodes.items()
                      if n not in _SUSPECT_NODES and info.get("Resources", {}).get("CPU", 0) > 0)
     if not _SUSPECT_NODES or not healthy:

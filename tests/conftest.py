@@ -140,9 +140,6 @@ def bundled_weights() -> Path:
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """A real S3-compatible server on loopback (SeaweedFS); see tests/s3_server.py."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from s3_server import start_s3_server
 
     server = start_s3_server(tmp_path_factory.mktemp("s3"))
@@ -159,9 +156,6 @@ def loopback_cluster():
     before they finish, as an operator would, so the next test finds the
     cluster whole.
     """
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from ray_cluster import LoopbackCluster
 
     cluster = LoopbackCluster()
