@@ -260,7 +260,9 @@ def node_strategies(count: int) -> list[Any]:
     nodes = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0)
     if not nodes:
         return ["SPREAD"] * count
-    return [NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=True) for i in range(count)]
+    # Soft alone waits forever on a node that exists but is full; spilling lets the actor go where there is room.
+    return [NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=True, _spill_on_unavailable=True)
+            for i in range(count)]
 
 
 # Holders of CPUs that can give them back on demand (warm model actors); each

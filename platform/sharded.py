@@ -600,7 +600,8 @@ def _placeable(strategies: list[Any]) -> list[Any]:
                      if n not in _SUSPECT_NODES and info.get("Resources", {}).get("CPU", 0) > 0)
     if not _SUSPECT_NODES or not healthy:
         return strategies
-    return [NodeAffinitySchedulingStrategy(healthy[i % len(healthy)], soft=True) for i in range(len(strategies))]
+    return [NodeAffinitySchedulingStrategy(healthy[i % len(healthy)], soft=True, _spill_on_unavailable=True)
+            for i in range(len(strategies))]
 
 
 def _lost_message(lost: int, total: int, why: str) -> str:
