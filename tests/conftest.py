@@ -23,6 +23,9 @@ WEIGHTS = REPO / "toolkits" / "deep_features" / "weights"
 # Keep Ray's worker start-up quiet and small on 2-core machines.
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+# Ray refuses to spill objects once the disk is 95% full, which on a large shared CI disk still leaves
+# many GB: tests that spill a few hundred MB fail for a reason that is not theirs.
+os.environ.setdefault("RAY_local_fs_capacity_threshold", "0.995")
 # A job whose work waits for CPUs that nothing gives back fails with what holds them (platform/stalls.py)
 # well before the test's own time limit, so a stuck run says why.
 os.environ.setdefault("FRAMELAB_STALL_S", "240")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -86,12 +87,25 @@ def _die_always(state):
     os._exit(1)
 
 
+def _kill(actor) -> None:
+    """Kill ``actor`` and return once it is gone: ``ray.kill`` only asks the GCS, and on a busy machine a call
+    sent right after it can still run on the old actor."""
+    ray.kill(actor)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.node_id.remote(), timeout=30)
+        except ray.exceptions.RayActorError:
+            return
+    raise AssertionError("the killed shard actor still answers after 60 s")
+
+
 def test_a_killed_shard_is_rebuilt_with_its_blocks_and_state_changes():
     refs = [ray.put(np.full(10, float(i))) for i in range(4)]
     with ShardedArrays(refs, _load, num_shards=2, max_restarts=2) as shards:
         shards.map(_note, "encoded")
         assert shards.map(_notes, changes_state=False) == [["encoded"], ["encoded"]]
-        ray.kill(shards._actors[0])
+        _kill(shards._actors[0])
         # The rebuilt shard replays the state change, not the read-only call.
         assert shards.map(_notes, changes_state=False) == [["encoded"], ["encoded"]]
         assert sum(shards.map(_sum, changes_state=False)) == 60.0
@@ -118,7 +132,7 @@ def test_a_shard_that_keeps_dying_raises_once_its_restarts_are_spent():
 
 def test_without_restarts_a_dead_shard_is_a_clear_error():
     with ShardedArrays([ray.put(np.zeros(3)), ray.put(np.ones(3))], _load, num_shards=2) as shards:
-        ray.kill(shards._actors[1])
+        _kill(shards._actors[1])
         with pytest.raises(NodeLostError, match="Run it again"):
             shards.map(_sum)
 
