@@ -12,6 +12,7 @@ import pytest
 from sklearn.neighbors import NearestNeighbors
 
 import framelab.platform.sharded as sharded
+import framelab.toolkits.nearest_neighbors.nearest_neighbors as nn_module
 from framelab.frames import ColumnNotFoundError, Frame, InputError, vectors_from_numpy
 from framelab.platform.failures import RowFailureWarning
 from framelab.toolkits import load_model, nearest_neighbors
@@ -124,6 +125,29 @@ def test_connected_components_equal_scipy_on_the_radius_graph(actor_shards):
                                                 size=pl.col("group_size").first())
     assert (per_group["first"] == per_group["group_id"]).all()
     assert (per_group["n"] == per_group["size"]).all()
+
+
+def test_connected_components_with_a_local_radius_follow_the_documented_rule(actor_shards):
+    """Crowded places join only within min_radius, sparse ones up to radius: the same partition as scipy
+    on the graph of pairs within max(min_radius, min(radius, LOCAL_RATIO * the pair's larger local scale))."""
+    from scipy.sparse.csgraph import connected_components
+
+    rng = np.random.default_rng(5)
+    crowded = rng.normal(0, 0.3, size=(300, 2))
+    sparse = rng.uniform(5, 40, size=(300, 2))
+    X = np.concatenate([crowded, sparse]).astype(np.float32)
+    model = nearest_neighbors.create(Frame({"v": X}).repartition(3), verbose=False)
+    groups = model.connected_components(radius=2.0, min_radius=0.05).to_polars()
+    D = np.sqrt(((X[:, None, :].astype(np.float64) - X[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(D, np.inf)
+    scale = np.sort(D, axis=1)[:, nn_module.LOCAL_NEIGHBOR - 1]
+    limit = np.maximum(0.05, np.minimum(2.0, nn_module.LOCAL_RATIO * np.maximum(scale[:, None], scale[None, :])))
+    _, want = connected_components(D <= limit, directed=False)
+    pairs = set(zip(groups["group_id"].to_list(), want.tolist()))
+    assert len(pairs) == len(set(want.tolist())) == groups["group_id"].n_unique()
+    # The rule differs from either fixed radius here, so the test sees the local radius at work.
+    assert groups["group_id"].n_unique() not in (connected_components(D <= 0.05, directed=False)[0],
+                                                 connected_components(D <= 2.0, directed=False)[0])
 
 
 def test_ann_reports_recall_and_returns_exact_distances(actor_shards):

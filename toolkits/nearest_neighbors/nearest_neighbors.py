@@ -21,6 +21,7 @@ the float32 values, so float64 inputs agree with scikit-learn to about 1e-7.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,11 @@ RECALL_QUERIES = 200
 RECALL_K = 10
 # Results up to this size come back as a frame in the driver; larger ones stay in the object store.
 LOCAL_RESULT_BYTES = 64 << 20
+# connected_components(min_radius=...): a row's local scale is its distance to its LOCAL_NEIGHBOR-th
+# nearest other row, and a pair is joined within LOCAL_RATIO times the larger scale of its two rows.
+# Ten neighbours: a photo with up to nine copies still has a scale set by other photos.
+LOCAL_NEIGHBOR = 10
+LOCAL_RATIO = 0.3
 _VECTOR_COLUMN = "__vectors__"
 
 
@@ -257,7 +263,7 @@ class NearestNeighborsModel(Model):
         refs = runner.run(self._graph_batches(vectors, batch_rows(k, vectors.dim, vectors.shards.num_shards)))
         return self._frame(refs, _result_schema(self.label_type, self.label_type))
 
-    def connected_components(self, radius: float, k: int | None = None) -> Any:
+    def connected_components(self, radius: float, k: int | None = None, min_radius: float | None = None) -> Any:
         """Groups of rows joined by chains of neighbours closer than ``radius``: the graph's components.
 
         Returns a Frame with one row per reference row: ``row_id`` (its
@@ -267,6 +273,15 @@ class NearestNeighborsModel(Model):
         is joined to (None: all within ``radius``; with ``method="ann"`` it is
         10 unless given). Edges are reduced to forests on the shards, batch
         by batch, and forests merged in a tree: no process holds the graph.
+
+        With ``min_radius``, the radius adapts to how crowded each place is:
+        a pair is joined when its distance is at most
+        ``max(min_radius, min(radius, LOCAL_RATIO * s))``, ``s`` being the
+        larger of its two rows' distances to their ``LOCAL_NEIGHBOR``-th
+        nearest other row. Where many rows are alike (product shots, bursts
+        of photos) the radius shrinks to ``min_radius``; where a row has few
+        close neighbours, pairs up to ``radius`` join. One more search pass
+        over the reference rows finds each row's scale.
 
         Example:
             >>> from framelab.frames import Frame
@@ -280,9 +295,15 @@ class NearestNeighborsModel(Model):
         if k is None and self.method == "ann":
             k = RECALL_K
         k, radius = self._check_search(k, radius, exclude_self=True, cap_k=True)
+        if min_radius is not None:
+            min_radius = number(0, radius, none="a fixed radius").check(min_radius, "min_radius")
         vectors = self._shards()
+        finish = _forest_of_batch
+        if min_radius is not None and min_radius < radius:
+            finish = functools.partial(_forest_of_local_batch, scales=self._local_scales(vectors),
+                                       min_radius=min_radius, radius=radius)
         runner = BatchRunner(vectors.shards, self.distance, k, radius, True, self.label_type,
-                             method=self._search_method(), finish=_forest_of_batch)
+                             method=self._search_method(), finish=finish)
         forests = runner.run(self._graph_batches(vectors, batch_rows(k, vectors.dim, vectors.shards.num_shards)))
         shards = vectors.shards
         turn = 0
@@ -300,6 +321,24 @@ class NearestNeighborsModel(Model):
         return self._frame(refs, schema, sort_by="row_id")
 
     # -------------------------------------------------------------- internals
+    def _local_scales(self, vectors: Any) -> Any:
+        """An object ref of each row's distance to its ``LOCAL_NEIGHBOR``-th nearest other row (by row id).
+
+        Rows without features, and every row of a model with a single row, get infinity (no local limit).
+        """
+        import ray
+
+        others = self.num_with_features - 1
+        scales = np.full(self.num_rows, np.inf)
+        if others >= 1:
+            k = min(LOCAL_NEIGHBOR, others)
+            runner = BatchRunner(vectors.shards, self.distance, k, None, True, self.label_type,
+                                 method=self._search_method(), finish=_farthest_of_batch)
+            refs = runner.run(self._graph_batches(vectors, batch_rows(k, vectors.dim, vectors.shards.num_shards)))
+            for table in vectors.shards.get(refs):
+                scales[table.column("row").to_numpy()] = table.column("scale").to_numpy()
+        return ray.put(scales)
+
     def _check_search(self, k: Any, radius: Any, *, exclude_self: bool,
                       cap_k: bool = False) -> tuple[int | None, float | None]:
         if radius is not None:
@@ -507,6 +546,30 @@ def _forest_of_batch(state: dict, batch: dict, k: int | None, label_type: pa.Dat
     table = search.merge_lists(*lists, k=k)
     q = batch["ids"][table.column("query").to_numpy()]
     return components.forest_of(q, table.column("reference").to_numpy())
+
+
+def _forest_of_local_batch(state: dict, batch: dict, k: int | None, label_type: pa.DataType, *lists: pa.Table,
+                           scales: Any, min_radius: float, radius: float) -> pa.Table:
+    """:func:`_forest_of_batch` over the pairs within each pair's local radius (see ``min_radius``)."""
+    import ray
+
+    table = search.merge_lists(*lists, k=k)
+    q = batch["ids"][table.column("query").to_numpy()]
+    r = table.column("reference").to_numpy()
+    scale = ray.get(scales)
+    limit = np.maximum(min_radius, np.minimum(radius, LOCAL_RATIO * np.maximum(scale[q], scale[r])))
+    keep = table.column("distance").to_numpy() <= limit
+    return components.forest_of(q[keep], r[keep])
+
+
+def _farthest_of_batch(state: dict, batch: dict, k: int | None, label_type: pa.DataType,
+                       *lists: pa.Table) -> pa.Table:
+    """Each query row's distance to the farthest of its ``k`` nearest other rows."""
+    table = search.merge_lists(*lists, k=k)
+    q = table.column("query").to_numpy()
+    d = table.column("distance").to_numpy()
+    last = np.r_[q[1:] != q[:-1], True] if len(q) else np.zeros(0, bool)  # lists are sorted by query, distance
+    return pa.table({"row": pa.array(batch["ids"][q[last]]), "scale": pa.array(d[last])})
 
 
 def _id_pairs(state: dict, batch: dict, k: int | None, label_type: pa.DataType, *lists: pa.Table) -> pa.Table:
