@@ -22,8 +22,13 @@ _CALLS = {
         "model.query(probe, k=3)",
         "nearest_neighbors.create(frame, verbose=False).query(probe, k=3)",
     ),
-    # The classifier fit is left out: its NodeLostError comes, but the call run again after the replacement
-    # node joined did not finish within 300 s in the runs of 2026-12-06 (cause not found; issue 28 stays open).
+    "classifier fit": (
+        "y = (x[:, 0] > 0).astype(str)",
+        "classifier.create(Frame({'v': x, 'y': y}), target='y', max_iterations=400, validation_set=None, "
+        "seed=0, verbose=False)",
+        "classifier.create(Frame({'v': x, 'y': y}), target='y', max_iterations=5, validation_set=None, "
+        "seed=0, verbose=False)",
+    ),
     "kmeans fit": (
         "pass",
         "kmeans.create(frame, num_clusters=20, max_iterations=50, seed=0, verbose=False)",
