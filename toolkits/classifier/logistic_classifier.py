@@ -73,7 +73,10 @@ class LogisticClassifier(Classifier):
 
     Fitted state is plain arrays: the feature mean and scale used to
     standardise, and the weights and bias in that standardised space
-    (:attr:`coefficients` gives them in the original units).
+    (:attr:`coefficients` gives them in the original units). Its answers
+    (``predict``, ``predict_topk``, ``classify``, ``evaluate``) are every
+    classifier's (:class:`~framelab.toolkits.scoring.Classifier`), from the
+    probabilities :meth:`_probabilities` gives.
     """
 
     kind = "logistic_classifier"
@@ -232,6 +235,7 @@ class LogisticClassifier(Classifier):
 
     # ------------------------------------------------------------ scoring
     def _feature_columns(self, schema: pa.Schema) -> list[str]:
+        # The encoder names a missing or mistyped column, and a vector made by another extractor.
         self.encoder.check_schema(schema)
         return self.features
 
