@@ -14,39 +14,33 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
-from framelab.frames.errors import ColumnNotFoundError, InputError
+from framelab.frames.errors import InputError
 from framelab.frames.validation import (
     SEED,
     check_arguments,
-    check_positive_int,
     check_seed,
     integer,
     number,
 )
-from framelab.frames.vectors import vectors_from_numpy, vectors_to_numpy
-from framelab.platform import failures
 from framelab.platform.client import on_cluster
-from framelab.toolkits.evaluation import check_metric, classification_metrics
 from framelab.toolkits.features import (
     FeatureEncoder,
     check_frame,
     check_target,
     merge_observations,
-    target_values,
 )
-from framelab.toolkits.model import Model, Section
+from framelab.toolkits.model import Section
+from framelab.toolkits.scoring import Classifier
 
 if TYPE_CHECKING:
     from framelab.frames import Frame
     from framelab.toolkits.model_io import SavedModel
 
-OUTPUT_TYPES = ("class", "probability", "probability_vector", "margin")
 # validation_set="auto": with more than AUTO_VALIDATION_MIN_ROWS rows, hold out 20% of them, at most
 # 1,000 (enough to read accuracy within about 2 points) unless 5% is more. Turi Create's 5% left a
 # 245-image corpus 10 validation rows, whose accuracy moves 10 points with one image.
@@ -74,12 +68,15 @@ STDERR_MAX_DIMS = 2000
 SHARD_RESTARTS = 3
 
 
-class LogisticClassifier(Model):
+class LogisticClassifier(Classifier):
     """Softmax regression on numeric, vector and categorical features.
 
     Fitted state is plain arrays: the feature mean and scale used to
     standardise, and the weights and bias in that standardised space
-    (:attr:`coefficients` gives them in the original units).
+    (:attr:`coefficients` gives them in the original units). Its answers
+    (``predict``, ``predict_topk``, ``classify``, ``evaluate``) are every
+    classifier's (:class:`~framelab.toolkits.scoring.Classifier`), from the
+    probabilities :meth:`_probabilities` gives.
     """
 
     kind = "logistic_classifier"
@@ -164,176 +161,6 @@ class LogisticClassifier(Model):
             "stderr": pa.array(stderr, pa.float64()),
         }))
 
-    # ----------------------------------------------------------- prediction
-    def predict(self, frame: Frame, output_type: str = "class") -> pa.ChunkedArray:
-        """One prediction per row: the class, P(second class) for two classes, or all probabilities.
-
-        ``output_type``: "class"; "probability" (two classes only: the
-        probability of ``classes[1]``); "probability_vector" (a vector column,
-        one probability per class in :attr:`classes` order); "margin" (the
-        linear score before the sigmoid or softmax: with two classes, the
-        log-odds of ``classes[1]``; with more, a vector of one score per class).
-
-        Missing values are refused, not imputed: a null or NaN feature raises
-        an error naming the column (fill it with ``Frame.fillna`` first). Turi
-        Create's ``missing_value_action="impute"`` scores a missing number as its
-        training mean, which gives an answer that looks as sure as any other;
-        a refusal keeps the choice of a fill value with the user, who knows it.
-
-        Example:
-            >>> from framelab.frames import Frame
-            >>> from framelab.toolkits import classifier
-            >>> train = Frame({"size": [1.0, 1.2, 3.0, 3.3] * 5, "kind": ["cat", "cat", "dog", "dog"] * 5})
-            >>> model = classifier.create(train, "kind", verbose=False)
-            >>> model.predict(Frame({"size": [1.1, 3.1]})).to_pylist()
-            ['cat', 'dog']
-            >>> model.predict(Frame({"size": [3.2]}), output_type="probability").to_pylist()[0] > 0.9  # P("dog")
-            True
-            >>> model.predict(Frame({"size": [3.2]}), output_type="margin").to_pylist()[0] > 0  # log-odds of "dog"
-            True
-        """
-        return self._predict(frame, output_type)
-
-    def _predict(self, frame: Frame, output_type: str, nulls: NullRows | None = None) -> pa.ChunkedArray:
-        if output_type not in OUTPUT_TYPES:
-            raise InputError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}; got {output_type!r}")
-        if output_type == "probability" and self.num_classes != 2:
-            raise InputError(
-                f"output_type='probability' is for two classes; this model has {self.num_classes}: "
-                "use 'probability_vector' (or predict_topk)"
-            )
-        labels = self._labels()
-
-        def run(table: pa.Table) -> pa.Table:
-            proba, valid = self._scores(table, nulls, self._margins if output_type == "margin" else None)
-            if output_type == "margin" and proba.shape[1] == 1:
-                out = _spread(proba[:, 0], valid)
-            elif output_type == "class":
-                out = labels.take(_spread(proba.argmax(axis=1), valid))
-            elif output_type == "probability":
-                out = _spread(proba[:, 1], valid)
-            else:
-                out = vectors_from_numpy(_fill(proba, valid), mask=None if valid is None else ~valid)
-            return pa.table({output_type: out})
-
-        return self._run(frame, run, nulls=nulls).column(0)
-
-    def predict_topk(self, frame: Frame, output_type: str = "probability", k: int = 3):
-        """The ``k`` likeliest classes of each row, as a Frame of (id, class, probability | rank).
-
-        ``id`` is the row's position in ``frame``; rows come in ``id`` order,
-        likeliest class first.
-
-        Example:
-            >>> from framelab.frames import Frame
-            >>> from framelab.toolkits import classifier
-            >>> train = Frame({"size": [1.0, 1.2, 3.0, 3.3] * 5, "kind": ["cat", "cat", "dog", "dog"] * 5})
-            >>> model = classifier.create(train, "kind", verbose=False)
-            >>> model.predict_topk(Frame({"size": [3.1]}), k=2).select("id", "class").to_pydict()
-            {'id': [0, 0], 'class': ['dog', 'cat']}
-        """
-        return self._predict_topk(frame, output_type, k)
-
-    def _predict_topk(self, frame: Frame, output_type: str, k: int, nulls: NullRows | None = None):
-        from framelab.frames import Frame
-
-        if output_type not in ("probability", "rank"):
-            raise InputError(f"output_type must be 'probability' or 'rank'; got {output_type!r}")
-        k = min(check_positive_int(k, "k"), self.num_classes)
-        result = self._run(
-            frame,
-            lambda t: pa.table({"p": _vectors_or_null(*self._scores(t, nulls))}),
-            nulls=nulls,
-        )
-        column = result.column(0)
-        proba = vectors_to_numpy(column, fill=0.0) if result.num_rows else np.zeros((0, self.num_classes))
-        missing = np.repeat(column.is_null().to_numpy(zero_copy_only=False), k) if column.null_count else None
-        order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
-        n = proba.shape[0]
-        # A row without features keeps its k rows, with a null class and probability.
-        columns = {
-            "id": pa.array(np.repeat(np.arange(n, dtype=np.int64), k)),
-            "class": self._labels().take(pa.array(order.ravel(), mask=missing)),
-        }
-        if output_type == "probability":
-            columns["probability"] = pa.array(np.take_along_axis(proba, order, axis=1).ravel(), mask=missing)
-        else:
-            columns["rank"] = pa.array(np.tile(np.arange(k, dtype=np.int64), n))
-        return Frame.from_arrow(pa.table(columns))
-
-    def classify(self, frame: Frame):
-        """Each row's likeliest class and its probability, as a Frame (class, probability).
-
-        Example:
-            >>> from framelab.frames import Frame
-            >>> from framelab.toolkits import classifier
-            >>> train = Frame({"size": [1.0, 1.2, 3.0, 3.3] * 5, "kind": ["cat", "cat", "dog", "dog"] * 5})
-            >>> model = classifier.create(train, "kind", verbose=False)
-            >>> model.classify(Frame({"size": [1.1, 3.1]})).to_pydict()["class"]
-            ['cat', 'dog']
-        """
-        return self._classify(frame)
-
-    def _classify(self, frame: Frame, nulls: NullRows | None = None):
-        from framelab.frames import Frame
-
-        labels = self._labels()
-
-        def run(table: pa.Table) -> pa.Table:
-            proba, valid = self._scores(table, nulls)
-            best = proba.argmax(axis=1)
-            return pa.table({
-                "class": labels.take(_spread(best, valid)),
-                "probability": _spread(proba[np.arange(len(best)), best], valid),
-            })
-
-        return Frame.from_arrow(self._run(frame, run, nulls=nulls))
-
-    def evaluate(self, frame: Frame, metric: str = "auto") -> dict[str, Any]:
-        """Score the model on labelled rows: a dict of metrics (see :mod:`framelab.toolkits.evaluation`).
-
-        Keys with ``metric="auto"``: accuracy, precision, recall, f1_score
-        (macro averages), log_loss, auc (one-vs-rest when multiclass) and
-        confusion_matrix (a Frame of target_label, predicted_label, count).
-
-        Example:
-            >>> from framelab.frames import Frame
-            >>> from framelab.toolkits import classifier
-            >>> train = Frame({"size": [1.0, 1.2, 3.0, 3.3] * 5, "kind": ["cat", "cat", "dog", "dog"] * 5})
-            >>> model = classifier.create(train, "kind", verbose=False)
-            >>> metrics = model.evaluate(train)
-            >>> metrics["accuracy"], metrics["confusion_matrix"].num_rows()
-            (1.0, 2)
-        """
-        return self._evaluate(frame, metric)
-
-    def _evaluate(self, frame: Frame, metric: str, nulls: NullRows | None = None) -> dict[str, Any]:
-        metrics = check_metric(metric)
-        if self.target not in frame.schema.names:
-            raise ColumnNotFoundError([self.target], frame.schema.names)
-        target = self.target
-
-        def run(table: pa.Table) -> pa.Table:
-            proba, valid = self._scores(table, nulls)
-            scored = table if valid is None else table.filter(pa.array(valid))
-            return pa.table({"label": pa.array(target_values(scored, target)),
-                             "proba": vectors_from_numpy(proba)})
-
-        # Rows without features are left out of the scores (and counted), so rows may drop.
-        result = self._run(frame, run, extra=[target], nulls=nulls, preserves_rows=nulls is None)
-        if result.num_rows == 0 and nulls is not None:
-            raise InputError(f"no row of the frame has {nulls.column!r} ({nulls.why}): nothing to evaluate")
-        labels = result.column("label").to_pylist()
-        index = {c: i for i, c in enumerate(self.classes)}
-        unseen = sorted({v for v in labels if v not in index}, key=str)
-        if unseen:
-            raise InputError(
-                f"the frame has label(s) the model never saw in training: {unseen[:10]}; "
-                f"it knows {self.classes[:20]}: drop those rows or retrain with them"
-            )
-        y = np.array([index[v] for v in labels], dtype=np.int64)
-        return classification_metrics(y, vectors_to_numpy(result.column("proba")), self.classes, metrics)
-
     # ---------------------------------------------------------- persistence
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """(JSON metadata, arrays) that :meth:`_from_saved` rebuilds the model from (for models that embed this one)."""
@@ -406,9 +233,11 @@ class LogisticClassifier(Model):
             ]),
         ]
 
-    # ------------------------------------------------------------ internals
-    def _labels(self) -> pa.Array:
-        return pa.array(self.classes)
+    # ------------------------------------------------------------ scoring
+    def _feature_columns(self, schema: pa.Schema) -> list[str]:
+        # The encoder names a missing or mistyped column, and a vector made by another extractor.
+        self.encoder.check_schema(schema)
+        return self.features
 
     def _margins(self, table: pa.Table) -> np.ndarray:
         """The linear scores ``X W + b`` on standardised features: (rows, 1) with two classes, else (rows, classes)."""
@@ -425,80 +254,6 @@ class LogisticClassifier(Model):
         Z -= Z.max(axis=1, keepdims=True)
         E = np.exp(Z)
         return E / E.sum(axis=1, keepdims=True)
-
-    def _scores(self, table: pa.Table, nulls: NullRows | None,
-                score: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Probabilities (or ``score(table)``) of the rows that can be scored, and which rows those are (None: every row).
-
-        Without ``nulls`` every row must be complete (the encoder refuses
-        missing values); with it, rows whose ``nulls.column`` is null are left
-        out and counted as failures of the job.
-        """
-        score = score or self._probabilities
-        if nulls is None or table.column(nulls.column).null_count == 0:
-            return score(table), None
-        valid = np.asarray(table.column(nulls.column).is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-        failed = np.flatnonzero(~valid)
-        keys = table.column(nulls.key).to_pylist() if nulls.key in table.column_names else None
-        examples = [f"{keys[i] if keys else f'row {i} of its block'}: no {nulls.column} ({nulls.why})"
-                    for i in failed[:3]]
-        failures.report(nulls.stage, len(failed), table.num_rows, examples, action=nulls.action)
-        return score(table.filter(pa.array(valid))), valid
-
-    def _run(
-        self, frame, fn, extra: list[str] = (), nulls: NullRows | None = None, preserves_rows: bool = True
-    ) -> pa.Table:
-        """Check the frame, then run ``fn`` on its batches where the rows are; gather the outputs."""
-        frame = check_frame(frame, "frame")
-        self.encoder.check_schema(frame.schema)
-        key = [nulls.key] if nulls is not None and nulls.key in frame.schema.names else []
-        columns = list(dict.fromkeys(self.features + list(extra) + key))
-        selected = frame.select(*columns)
-        # The output schema from an empty batch: found from the first row instead, a failed first
-        # row would be counted twice (once for the schema, once for the result).
-        schema = fn(selected.schema.empty_table()).schema
-        return selected.map_batches(fn, preserves_rows=preserves_rows, schema=schema).to_arrow()
-
-
-@dataclass(frozen=True)
-class NullRows:
-    """How a model that wraps this one predicts rows it cannot score: a null, counted once per job.
-
-    Rows whose ``column`` is null (deep features of an image that could not be
-    decoded) get a null prediction instead of an error, and
-    :func:`framelab.platform.failures.report` counts them under ``stage``, with
-    a few examples named by ``key`` when the frame has that column.
-
-    Example:
-        >>> from framelab.toolkits.classifier.logistic_classifier import NullRows
-        >>> NullRows("deep_features", "image classifier: predict", "its image could not be decoded").action
-        'predicted null'
-    """
-
-    column: str
-    stage: str
-    why: str
-    key: str = "path"
-    action: str = "predicted null"
-
-
-def _spread(values: np.ndarray, valid: np.ndarray | None) -> pa.Array:
-    """``values`` of the scored rows as a column over all rows, null where ``valid`` is False."""
-    if valid is None:
-        return pa.array(values)
-    return pa.array(_fill(values, valid), mask=~valid)
-
-
-def _fill(values: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
-    if valid is None:
-        return values
-    out = np.zeros((len(valid), *values.shape[1:]), dtype=values.dtype)
-    out[valid] = values
-    return out
-
-
-def _vectors_or_null(proba: np.ndarray, valid: np.ndarray | None) -> pa.Array:
-    return vectors_from_numpy(_fill(proba, valid), mask=None if valid is None else ~valid)
 
 
 @on_cluster

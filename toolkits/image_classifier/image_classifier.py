@@ -9,14 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
 from framelab.frames.errors import InputError
 from framelab.platform import failures
 from framelab.platform.client import on_cluster
 from framelab.toolkits.classifier import LogisticClassifier
 from framelab.toolkits.classifier import create as create_classifier
-from framelab.toolkits.classifier.logistic_classifier import NullRows
 from framelab.toolkits.deep_features import DeepFeatureExtractor
 from framelab.toolkits.features import check_frame, check_target
 from framelab.toolkits.image_features import (
@@ -26,6 +23,7 @@ from framelab.toolkits.image_features import (
 )
 from framelab.toolkits.model import Section
 from framelab.toolkits.saved_extractor import ExtractorModel
+from framelab.toolkits.scoring import Classifier, NullRows
 
 if TYPE_CHECKING:
     from framelab.frames import Frame
@@ -138,8 +136,11 @@ def create(
     return ImageClassifier(extractor, classifier, image_column=used, feature_column=feature_column)
 
 
-class ImageClassifier(ExtractorModel):
-    """Deep features + logistic classifier; ``predict`` and ``evaluate`` take frames of raw images.
+class ImageClassifier(Classifier, ExtractorModel):
+    """Deep features + logistic classifier: its answers take frames of raw images.
+
+    Its answers are every classifier's (:class:`~framelab.toolkits.scoring.Classifier`),
+    scored by its logistic classifier on the deep features it extracts on the way.
 
     Example:
         >>> from framelab.toolkits import datasets, image_classifier
@@ -196,75 +197,16 @@ class ImageClassifier(ExtractorModel):
         """The classes, in the order of probability vectors."""
         return self.classifier.classes
 
-    def _features(self, frame: Frame) -> Any:
+    def _scorer(self) -> LogisticClassifier:
+        return self.classifier
+
+    def _features(self, frame: Frame) -> Frame:
         frame = check_frame(frame)
         return with_features(frame, self.extractor, self.image_column, self.feature_column)
 
     def _nulls(self, stage: str, action: str = "predicted null") -> NullRows:
         # A row whose image is missing or undecodable has null features: it gets a null, not an error.
         return NullRows(self.feature_column, f"image classifier: {stage}", _NO_FEATURES, action=action)
-
-    def predict(self, frame: Frame, output_type: str = "class") -> pa.ChunkedArray:
-        """One prediction per row (``output_type``: "class", "probability", "probability_vector").
-
-        Rows whose image is missing or could not be decoded predict null; one
-        warning counts them (a ``RowFailureWarning``).
-
-        Example:
-            >>> from framelab.toolkits import datasets, image_classifier
-            >>> photos = datasets.caltech101(classes=["ewer", "sunflower"], per_class=6)
-            >>> model = image_classifier.create(photos, "label", seed=0, verbose=False)
-            >>> model.predict(photos.head(3)).to_pylist()
-            ['ewer', 'ewer', 'ewer']
-        """
-        with failures.job():
-            return self.classifier._predict(self._features(frame), output_type, self._nulls("predict"))
-
-    def predict_topk(self, frame: Frame, output_type: str = "probability", k: int = 3) -> Any:
-        """The ``k`` likeliest classes of each row, as a Frame of (id, class, probability).
-
-        A row whose image could not be decoded keeps its ``k`` rows, with a
-        null class and probability.
-
-        Example:
-            >>> from framelab.toolkits import datasets, image_classifier
-            >>> photos = datasets.caltech101(classes=["ewer", "sunflower"], per_class=6)
-            >>> model = image_classifier.create(photos, "label", seed=0, verbose=False)
-            >>> model.predict_topk(photos.head(1), k=2).select("id", "class").to_pydict()
-            {'id': [0, 0], 'class': ['ewer', 'sunflower']}
-        """
-        with failures.job():
-            return self.classifier._predict_topk(self._features(frame), output_type, k, self._nulls("predict_topk"))
-
-    def classify(self, frame: Frame) -> Any:
-        """Each row's likeliest class and its probability, as a Frame (nulls for undecodable images).
-
-        Example:
-            >>> from framelab.toolkits import datasets, image_classifier
-            >>> photos = datasets.caltech101(classes=["ewer", "sunflower"], per_class=6)
-            >>> model = image_classifier.create(photos, "label", seed=0, verbose=False)
-            >>> model.classify(photos.head(1)).to_pydict()["class"]
-            ['ewer']
-        """
-        with failures.job():
-            return self.classifier._classify(self._features(frame), self._nulls("classify"))
-
-    def evaluate(self, frame: Frame, metric: str = "auto") -> dict[str, Any]:
-        """Accuracy, precision, recall, F1, log loss, AUC and a confusion matrix on labelled images.
-
-        Rows whose image could not be decoded are left out of the scores; one
-        warning counts them.
-
-        Example:
-            >>> from framelab.toolkits import datasets, image_classifier
-            >>> photos = datasets.caltech101(classes=["ewer", "sunflower"], per_class=6)
-            >>> model = image_classifier.create(photos, "label", seed=0, verbose=False)
-            >>> model.evaluate(photos)["accuracy"]
-            1.0
-        """
-        nulls = self._nulls("evaluate", action="left out of the scores")
-        with failures.job():
-            return self.classifier._evaluate(self._features(frame), metric, nulls)
 
     def explore(self, frame: Frame, path: str | None = None, **options: Any) -> str:
         """A page of the evaluation on labelled images: the confusion matrix, each cell opening its images.
@@ -308,7 +250,7 @@ class ImageClassifier(ExtractorModel):
             ("Image column", self.image_column),
             ("Feature column", self.feature_column),
         ]
-        sections = [("Deep features", features), *self.classifier._summary_sections()]
+        sections = [("Deep features", features), *self._scoring_sections()]
         if self.fine_tuning is not None:
             sections.append(_fine_tuning_section(self.fine_tuning))
         return sections
