@@ -5,6 +5,12 @@ model (``predict``, ``evaluate``, ``save``); :func:`load_model` brings any
 saved model back. Submodules are imported on first use so that
 ``import framelab.toolkits`` stays cheap.
 
+Model classes are named as Turi Create names them: a model that predicts
+labels for what it is (``LogisticClassifier``, ``ImageClassifier``,
+``ImageTagger``), one that indexes or groups rows for its toolkit, with
+``Model`` (``NearestNeighborsModel``, ``ImageSimilarityModel``,
+``KMeansModel``); tests/toolkits/test_model_names.py keeps new kinds to it.
+
 Example:
     >>> import tempfile
     >>> from framelab.frames import Frame
