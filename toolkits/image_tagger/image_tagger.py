@@ -30,12 +30,7 @@ from framelab.toolkits.image_tagger.hierarchy import imagenet_hierarchy
 from framelab.toolkits.image_tagger.scoring import OneVsRest, Rollup, TagScores
 from framelab.toolkits.image_tagger.search import DEFAULT_COLUMN
 from framelab.toolkits.model import Model, Section
-from framelab.toolkits.saved_extractor import (
-    check_saved_extractor,
-    extractor_files,
-    extractor_from_saved,
-    extractor_metadata,
-)
+from framelab.toolkits.saved_extractor import ExtractorPart
 
 if TYPE_CHECKING:
     from framelab.frames import Frame
@@ -122,7 +117,7 @@ def create(
     )
 
 
-class ImageTagger(Model):
+class ImageTagger(ExtractorPart, Model):
     """Tags images: ``tag`` adds a column of (tag, score) lists, ``evaluate`` scores it against yours.
 
     Out of the box (``mode == "pretrained"``) or trained on your tags
@@ -319,9 +314,7 @@ class ImageTagger(Model):
         metadata = {
             "mode": self.mode,
             "vocabulary": list(self._vocabulary),
-            **extractor_metadata(self.extractor),
-            "image_column": self.image_column,
-            "feature_column": self.feature_column,
+            **self._extractor_state(),
             "tags_column": self.tags_column,
             "training": self.training,
         }
@@ -338,10 +331,6 @@ class ImageTagger(Model):
                        for k, v in self.held_out.items()})
         return metadata, arrays
 
-    def _files(self) -> dict[str, bytes]:
-        # Weights from a path or URL travel with the model: its folder is all it needs.
-        return extractor_files(self.extractor)
-
     @classmethod
     def _check_saved(cls, saved: SavedModel) -> None:
         """Refuse saved fields of the wrong type, and thresholds, roll-ups or weights that do not fit the tags."""
@@ -353,13 +342,10 @@ class ImageTagger(Model):
             saved.refuse("vocabulary", "must list one or more tags (non-empty strings)")
         if len(set(vocabulary)) != len(vocabulary):
             saved.refuse("vocabulary", "lists a tag more than once")
-        feature_column = saved.field("feature_column", str)
-        if not feature_column:
-            saved.refuse("feature_column", "is empty")
-        saved.field("image_column", (str, type(None)), required=False)
         saved.field("tags_column", (str, type(None)), required=False)
         saved.field("training", (dict, type(None)), required=False)
-        check_saved_extractor(saved)
+        # A tagger reads the network's own outputs (or features it was trained on): no provenance to match here.
+        cls._check_saved_extractor(saved)
         t = len(vocabulary)
         tags = f" ({t} tag(s) in the vocabulary)"
         thresholds = saved.array("thresholds", (t,), meaning=tags)
@@ -405,12 +391,10 @@ class ImageTagger(Model):
                     for k, v in arrays.items() if k.startswith("held_out_")}
         return cls(
             mode=metadata["mode"],
-            extractor=extractor_from_saved(metadata, files),
+            **cls._extractor_from_saved(metadata, files),
             vocabulary=metadata["vocabulary"],
             scorer=scorer,
             thresholds=arrays["thresholds"],
-            image_column=metadata.get("image_column"),
-            feature_column=metadata["feature_column"],
             tags_column=metadata.get("tags_column"),
             held_out=held_out,
             training=metadata.get("training") or {},
@@ -418,7 +402,6 @@ class ImageTagger(Model):
 
     # -------------------------------------------------------------- display
     def _summary_sections(self) -> list[Section]:
-        provenance = self.extractor.provenance  # unlike to_config(), known for your own module too
         shown = ", ".join(self._vocabulary[:6]) + (", ..." if len(self._vocabulary) > 6 else "")
         sections: list[Section] = [
             ("Schema", [
@@ -426,15 +409,9 @@ class ImageTagger(Model):
                  else "trained on your tags (one-vs-rest logistic)"),
                 ("Number of tags", len(self._vocabulary)),
                 ("Vocabulary", shown),
-                ("Image column", self.image_column),
-                ("Feature column", self.feature_column),
                 ("Tags column", self.tags_column),
             ]),
-            ("Deep features", [
-                ("Model", provenance["model"]),
-                ("Layer", provenance["layer"]),
-                ("Weights sha256", provenance["weights_sha256"][:16] + "..."),
-            ]),
+            self._extractor_section(),
         ]
         t = self.training
         if self.mode == TRAINED:

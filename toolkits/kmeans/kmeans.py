@@ -40,13 +40,7 @@ from framelab.toolkits.kmeans import initialization as init
 from framelab.toolkits.kmeans import lloyd
 from framelab.toolkits.model import Model, Section
 from framelab.toolkits.model_io import METADATA_FILE, table_from_array, table_to_array
-from framelab.toolkits.saved_extractor import (
-    check_features_made_by,
-    check_saved_extractor,
-    extractor_files,
-    extractor_from_saved,
-    extractor_metadata,
-)
+from framelab.toolkits.saved_extractor import ExtractorPart, check_features_made_by
 
 if TYPE_CHECKING:
     from framelab.frames import Frame
@@ -198,7 +192,7 @@ def create(
     )
 
 
-class KMeansModel(Model):
+class KMeansModel(ExtractorPart, Model):
     """Centres of k clusters and each training row's cluster.
 
     Example:
@@ -206,6 +200,7 @@ class KMeansModel(Model):
     """
 
     kind = "kmeans"
+    _extractor_optional = True  # k-means on plain numeric columns has no extractor
 
     def __init__(
         self,
@@ -343,10 +338,7 @@ class KMeansModel(Model):
             "label": self.label,
             "num_clusters": self.num_clusters,
             "training": self.training,
-            **(extractor_metadata(self.extractor) if self.extractor is not None
-               else {"extractor": None, "weights_file": None}),
-            "image_column": self.image_column,
-            "feature_column": self.feature_column,
+            **self._extractor_state(),
         }
         arrays = {
             "centers": self.centers,
@@ -355,10 +347,6 @@ class KMeansModel(Model):
             "cluster_id": table_to_array(self.cluster_id.to_arrow()),
         }
         return metadata, arrays
-
-    def _files(self) -> dict[str, bytes]:
-        # Weights from a path or URL travel with the model: its folder is all it needs.
-        return {} if self.extractor is None else extractor_files(self.extractor)
 
     @classmethod
     def _check_saved(cls, saved: SavedModel) -> None:
@@ -390,22 +378,16 @@ class KMeansModel(Model):
             bad = int(ids.min()) if ids.min() < 0 else int(ids.max())
             saved.refuse_array("cluster_id", f"assigns a row to cluster {bad}, but {METADATA_FILE} "
                                              f"describes {k} cluster(s)")
-        config = saved.field("extractor", (dict, type(None)), required=False)
-        image_column = saved.field("image_column", (str, type(None)), required=False)
-        feature_column = saved.field("feature_column", (str, type(None)), required=False)
-        if config is not None:
-            config = check_saved_extractor(saved)
-            if feature_column is None or image_column is None:
-                saved.refuse("feature_column" if feature_column is None else "image_column",
-                             "is null, but a k-means model on images needs its image and feature columns")
-            check_features_made_by(saved, "features", saved.metadata["features"], feature_column, config)
+        config = cls._check_saved_extractor(saved)
+        if config is not None:  # the centres must be in the extractor's feature space
+            check_features_made_by(saved, "features", saved.metadata["features"], saved.metadata["feature_column"],
+                                   config)
 
     @classmethod
     def _from_saved(cls, metadata: dict[str, Any], arrays: dict[str, np.ndarray],
                     files: dict[str, bytes] | None = None) -> KMeansModel:
         from framelab.frames import Frame
 
-        extractor = extractor_from_saved(metadata, files) if metadata.get("extractor") else None
         return cls(
             encoder=FeatureEncoder.from_json(metadata["features"]),
             label=metadata.get("label"),
@@ -414,9 +396,7 @@ class KMeansModel(Model):
             sum_squared_distances=arrays["sum_squared_distances"],
             cluster_id=Frame(table_from_array(arrays["cluster_id"])),
             training=metadata.get("training", {}),
-            extractor=extractor,
-            image_column=metadata.get("image_column"),
-            feature_column=metadata.get("feature_column"),
+            **cls._extractor_from_saved(metadata, files),
         )
 
     # -------------------------------------------------------------- display
@@ -431,8 +411,6 @@ class KMeansModel(Model):
             ("Features", ", ".join(self.features)),
             ("Label", self.label),
         ]
-        if self.extractor is not None:
-            schema.append(("Deep features", f"{self.extractor.to_config()['model']} on {self.image_column!r}"))
         training = [
             ("Method", "mini-batch" if t.get("batch_size") else "Lloyd (exact)"),
             ("Batch size", t.get("batch_size")),
@@ -444,7 +422,8 @@ class KMeansModel(Model):
             ("Seed", t.get("seed")),
             ("Shards", f"{t.get('num_shards')} on {t.get('num_nodes')} node(s)"),
         ]
-        return [("Schema", schema), ("Training", training)]
+        return [("Schema", schema), *([self._extractor_section()] if self.extractor is not None else []),
+                ("Training", training)]
 
 
 # ------------------------------------------------------------------ helpers
