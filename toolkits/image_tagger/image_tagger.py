@@ -17,7 +17,15 @@ import numpy as np
 import pyarrow as pa
 
 from framelab.frames.errors import InputError
-from framelab.frames.validation import SEED, check_arguments, check_seed, integer, number
+from framelab.frames.validation import (
+    SEED,
+    Constraint,
+    check_arguments,
+    check_seed,
+    integer,
+    number,
+    text,
+)
 from framelab.platform.client import on_cluster
 from framelab.toolkits.deep_features import DeepFeatureExtractor
 from framelab.toolkits.features import check_frame, check_tags_column, tag_matrix
@@ -102,8 +110,7 @@ def create(
     """
     if frame is not None:
         frame = check_frame(frame)
-    if feature_column is not None and (not isinstance(feature_column, str) or not feature_column):
-        raise InputError(f"feature_column must be a non-empty string, got {feature_column!r}")
+    check_arguments({"feature_column": feature_column}, _CREATE_ARGUMENTS)
     if tags_column is None:
         return _create_pretrained(frame, image_column, model, vocabulary, feature_column,
                                   batch_size=batch_size, device=device, **extractor_options)
@@ -226,8 +233,7 @@ class ImageTagger(ExtractorPart, Model):
         frame = check_frame(frame)
         k = integer(1, none="no limit").check(k, "k")
         thresholds = self._thresholds_for(threshold)
-        if not isinstance(output_column, str) or not output_column:
-            raise InputError(f"output_column must be a non-empty string, got {output_column!r}")
+        text().check(output_column, "output_column")
         if output_column in frame.schema.names:
             raise InputError(
                 f"the frame already has a column {output_column!r}; pass output_column=<another name> "
@@ -485,12 +491,9 @@ def _create_pretrained(
 
 
 def _pretrained_vocabulary(vocabulary: Any, hierarchy: Any) -> list[int]:
-    if vocabulary is None or (isinstance(vocabulary, str) and vocabulary == "imagenet"):
+    vocabulary = _PRETRAINED_VOCABULARY.check(vocabulary, "vocabulary")
+    if vocabulary is None or vocabulary == "imagenet":
         return list(range(len(hierarchy.names)))
-    if isinstance(vocabulary, str) or not isinstance(vocabulary, Sequence):
-        raise InputError(f"vocabulary must be 'imagenet' or a list of its tags; got {vocabulary!r}")
-    if not vocabulary:
-        raise InputError("vocabulary is empty; pass 'imagenet' or at least one of its tags")
     return sorted({hierarchy.index(name) for name in vocabulary})
 
 
@@ -577,16 +580,25 @@ def _training_rows(
     return drop_rows_without_features(rows, feature_column, stage, toolkit="image tagger")
 
 
-# What a trained tagger's create() accepts, declared once and checked by the one helper every toolkit uses.
-_TRAINING_ARGUMENTS = {"min_precision": number(0, 1, low_open=True), "l2_penalty": number(0),
-                       "max_iterations": integer(1), "seed": SEED}
+def _is_tag_list(value: Any) -> bool:
+    return (isinstance(value, Sequence) and not isinstance(value, str) and len(value) > 0
+            and all(isinstance(t, str) and t for t in value))
+
+
+# What create() accepts, declared once and checked by the one helper every toolkit uses.
+_CREATE_ARGUMENTS = {"feature_column": text(none="'imagenet_logits' out of the box, 'deep_features' trained")}
+_PRETRAINED_VOCABULARY = Constraint("'imagenet', None or a non-empty list of its tags",
+                                    lambda v: v is None or v == "imagenet" or _is_tag_list(v))
+_TRAINING_ARGUMENTS = {
+    "min_precision": number(0, 1, low_open=True),
+    "l2_penalty": number(0),
+    "max_iterations": integer(1),
+    "validation_set": Constraint("'auto', None or a Frame", lambda v: not isinstance(v, str) or v == "auto"),
+    "seed": SEED,
+    "vocabulary": Constraint("None (every tag) or a non-empty list of tags", lambda v: v is None or _is_tag_list(v)),
+}
 
 
 def _check_training_options(min_precision, l2_penalty, max_iterations, validation_set, seed, vocabulary) -> None:
     check_arguments({"min_precision": min_precision, "l2_penalty": l2_penalty, "max_iterations": max_iterations,
-                     "seed": seed}, _TRAINING_ARGUMENTS)
-    if isinstance(validation_set, str) and validation_set != "auto":
-        raise InputError(f"validation_set must be 'auto', None or a Frame; got {validation_set!r}")
-    if vocabulary is not None and (isinstance(vocabulary, str) or not isinstance(vocabulary, Sequence)
-                                   or not vocabulary or not all(isinstance(t, str) and t for t in vocabulary)):
-        raise InputError(f"vocabulary of a trained tagger must be None (every tag) or a list of tags; got {vocabulary!r}")
+                     "validation_set": validation_set, "seed": seed, "vocabulary": vocabulary}, _TRAINING_ARGUMENTS)

@@ -29,9 +29,9 @@ from framelab.frames.expressions import ColumnExpr
 from framelab.frames.validation import (
     SEED,
     check_arguments,
-    check_positive_int,
     check_seed,
     integer,
+    one_of,
 )
 from framelab.frames.vectors import vectors_from_numpy
 from framelab.platform.client import on_cluster
@@ -290,8 +290,7 @@ class KMeansModel(ExtractorPart, Model):
             >>> a != b
             True
         """
-        if output_type not in OUTPUT_TYPES:
-            raise InputError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}; got {output_type!r}")
+        one_of(*OUTPUT_TYPES).check(output_type, "output_type")
         from framelab.platform import failures
 
         with failures.job():  # one count for the whole prediction, deep-features decoding included
@@ -321,7 +320,7 @@ class KMeansModel(ExtractorPart, Model):
         frame = self._source if frame is None else check_frame(frame, "frame")
         if frame is None:
             raise InputError("explore() needs the frame of images the model was built on: model.explore(frame)")
-        return kmeans_page(self, frame, path, per_cluster=check_positive_int(per_cluster, "per_cluster"), **options)
+        return kmeans_page(self, frame, path, per_cluster=integer(1).check(per_cluster, "per_cluster"), **options)
 
     def _features_of(self, frame: Frame) -> Any:
         frame = check_frame(frame, "frame")
