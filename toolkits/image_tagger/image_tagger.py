@@ -10,12 +10,14 @@ Example:
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
+from framelab.frames import Frame
 from framelab.frames.errors import InputError
 from framelab.frames.validation import (
     SEED,
@@ -26,8 +28,10 @@ from framelab.frames.validation import (
     number,
     text,
 )
+from framelab.frames.vectors import vectors_from_numpy, vectors_to_numpy
 from framelab.platform.client import on_cluster
-from framelab.toolkits.deep_features import DeepFeatureExtractor
+from framelab.toolkits.deep_features import DeepFeatureExtractor, architecture, find_image_column
+from framelab.toolkits.evaluation import multilabel_metrics
 from framelab.toolkits.features import check_frame, check_tags_column, tag_matrix
 from framelab.toolkits.image_features import (
     drop_rows_without_features,
@@ -37,11 +41,12 @@ from framelab.toolkits.image_features import (
 from framelab.toolkits.image_tagger.hierarchy import imagenet_hierarchy
 from framelab.toolkits.image_tagger.scoring import OneVsRest, Rollup, TagScores
 from framelab.toolkits.image_tagger.search import DEFAULT_COLUMN
+from framelab.toolkits.image_tagger.training import fit_tagger
 from framelab.toolkits.model import Model, Section
+from framelab.toolkits.model_pages import tagger_page
 from framelab.toolkits.saved_extractor import ExtractorPart
 
 if TYPE_CHECKING:
-    from framelab.frames import Frame
     from framelab.toolkits.model_io import SavedModel
 
 PRETRAINED, TRAINED = "pretrained", "trained"
@@ -187,8 +192,6 @@ class ImageTagger(ExtractorPart, Model):
             >>> image_tagger.create(vocabulary=["dog"]).thresholds.to_pydict()
             {'tag': ['dog'], 'threshold': [0.1]}
         """
-        from framelab.frames import Frame
-
         columns = {"tag": pa.array(self._vocabulary, pa.string()), "threshold": pa.array(self._thresholds)}
         for key in ("precision", "recall"):
             if key in self.held_out:
@@ -255,8 +258,6 @@ class ImageTagger(ExtractorPart, Model):
             >>> tagger.explore(photos)  # doctest: +SKIP
             '/tmp/framelab-explore-....html'
         """
-        from framelab.toolkits.model_pages import tagger_page
-
         return tagger_page(self, frame, path, k=k, threshold=threshold, **options)
 
     def evaluate(self, frame: Frame, tags_column: str | None = None, threshold: float | None = None) -> dict[str, Any]:
@@ -283,11 +284,6 @@ class ImageTagger(ExtractorPart, Model):
             >>> result["per_tag"].select("tag", "recall", "average_precision").to_pydict()
             {'tag': ['macaw', 'bird', 'cat'], 'recall': [1.0, 1.0, 1.0], 'average_precision': [1.0, 1.0, 1.0]}
         """
-        import warnings
-
-        from framelab.frames.vectors import vectors_from_numpy, vectors_to_numpy
-        from framelab.toolkits.evaluation import multilabel_metrics
-
         frame = check_frame(frame)
         truth_column = tags_column or self.tags_column or DEFAULT_COLUMN
         check_tags_column(frame.schema, truth_column)
@@ -471,8 +467,6 @@ def _create_pretrained(
 ) -> ImageTagger:
     hierarchy = imagenet_hierarchy()
     if frame is not None:
-        from framelab.toolkits.deep_features import find_image_column
-
         image_column = find_image_column(frame.schema, image_column)
     # Its outputs are checked against the hierarchy when it first runs: loading a network takes seconds.
     extractor = DeepFeatureExtractor(model, layer=_logits_layer(model), **options)
@@ -502,9 +496,7 @@ def _logits_layer(model: Any) -> str | None:
     """The layer of a registered network that gives its class logits (its last classifier module)."""
     if not isinstance(model, str):
         return None  # your own module: its output
-    import torch
-
-    from framelab.toolkits.deep_features import architecture
+    import torch  # heavy: only when a tagger is made
 
     arch = architecture(model)
     name = arch.head
@@ -531,8 +523,6 @@ def _create_trained(
     verbose: bool,
     **options: Any,
 ) -> ImageTagger:
-    from framelab.toolkits.image_tagger.training import fit_tagger
-
     check_tags_column(frame.schema, tags_column)
     _check_training_options(min_precision, l2_penalty, max_iterations, validation_set, seed, vocabulary)
     if tags_column == feature_column:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from framelab.frames import Frame
 from framelab.frames.errors import InputError
 from framelab.frames.expressions import ColumnExpr
 from framelab.frames.validation import (
@@ -34,16 +35,20 @@ from framelab.frames.validation import (
     one_of,
 )
 from framelab.frames.vectors import vectors_from_numpy
+from framelab.platform import failures
 from framelab.platform.client import on_cluster
+from framelab.toolkits.deep_features import DeepFeatureExtractor, find_image_column
 from framelab.toolkits.features import NUMERIC, FeatureEncoder, check_frame
+from framelab.toolkits.image_features import image_column_or_none, with_features
 from framelab.toolkits.kmeans import initialization as init
 from framelab.toolkits.kmeans import lloyd
 from framelab.toolkits.model import Model, Section
 from framelab.toolkits.model_io import METADATA_FILE, table_from_array, table_to_array
+from framelab.toolkits.model_pages import kmeans_page
 from framelab.toolkits.saved_extractor import ExtractorPart, check_features_made_by
+from framelab.toolkits.vector_shards import open_vector_shards
 
 if TYPE_CHECKING:
-    from framelab.frames import Frame
     from framelab.toolkits.model_io import SavedModel
 
 OUTPUT_TYPES = ("cluster_id", "distance")
@@ -112,8 +117,6 @@ def create(
         >>> model.cluster_id.to_pydict()["cluster_id"] in ([0, 0, 1, 1], [1, 1, 0, 0])
         True
     """
-    from framelab.toolkits.vector_shards import open_vector_shards
-
     started = time.perf_counter()
     frame = check_frame(frame, "frame")
     check_arguments({"num_clusters": num_clusters, "max_iterations": max_iterations, "batch_size": batch_size,
@@ -122,9 +125,6 @@ def create(
     source = frame
     extractor = None
     if features is None and _image_column(frame.schema, image_column) is not None:
-        from framelab.toolkits.deep_features import DeepFeatureExtractor
-        from framelab.toolkits.image_features import with_features
-
         extractor = DeepFeatureExtractor(model, **extractor_options)
         image_column = _image_column(frame.schema, image_column)
         frame = with_features(frame, extractor, image_column, feature_column)
@@ -263,8 +263,6 @@ class KMeansModel(ExtractorPart, Model):
         Example:
             >>> model.cluster_info.to_pydict()["size"]  # doctest: +SKIP
         """
-        from framelab.frames import Frame
-
         columns: dict[str, Any] = {}
         start = 0
         for f in self.encoder.features:
@@ -291,8 +289,6 @@ class KMeansModel(ExtractorPart, Model):
             True
         """
         one_of(*OUTPUT_TYPES).check(output_type, "output_type")
-        from framelab.platform import failures
-
         with failures.job():  # one count for the whole prediction, deep-features decoding included
             frame = self._features_of(frame)
             self.encoder.check_schema(frame.schema)
@@ -315,8 +311,6 @@ class KMeansModel(ExtractorPart, Model):
             >>> model.explore()  # doctest: +SKIP
             /tmp/framelab-explore-....html
         """
-        from framelab.toolkits.model_pages import kmeans_page
-
         frame = self._source if frame is None else check_frame(frame, "frame")
         if frame is None:
             raise InputError("explore() needs the frame of images the model was built on: model.explore(frame)")
@@ -326,8 +320,6 @@ class KMeansModel(ExtractorPart, Model):
         frame = check_frame(frame, "frame")
         if self.extractor is None:
             return frame
-        from framelab.toolkits.image_features import with_features
-
         return with_features(frame, self.extractor, self.image_column, self.feature_column)
 
     # ---------------------------------------------------------- persistence
@@ -385,8 +377,6 @@ class KMeansModel(ExtractorPart, Model):
     @classmethod
     def _from_saved(cls, metadata: dict[str, Any], arrays: dict[str, np.ndarray],
                     files: dict[str, bytes] | None = None) -> KMeansModel:
-        from framelab.frames import Frame
-
         return cls(
             encoder=FeatureEncoder.from_json(metadata["features"]),
             label=metadata.get("label"),
@@ -496,8 +486,6 @@ def _update(shards: Any, centers: np.ndarray, stats: lloyd.PassStats) -> np.ndar
 def _gather(shards: Any, refs: list) -> Any:
     import ray
 
-    from framelab.frames import Frame
-
     sizes = ray.experimental.get_object_locations(refs)
     total = sum(int((sizes.get(r) or {}).get("object_size") or 0) for r in refs)
     if total <= LOCAL_RESULT_BYTES:
@@ -506,8 +494,6 @@ def _gather(shards: Any, refs: list) -> Any:
 
 
 def _initial_centers(value: Any, encoder: FeatureEncoder, k: int) -> np.ndarray:
-    from framelab.frames import Frame
-
     if isinstance(value, Frame):
         encoder.check_schema(value.schema)
         table = value.select(*encoder.names).to_arrow()
@@ -528,11 +514,7 @@ def _initial_centers(value: Any, encoder: FeatureEncoder, k: int) -> np.ndarray:
 
 
 def _image_column(schema: pa.Schema, image_column: str | None) -> str | None:
-    from framelab.toolkits.image_features import image_column_or_none
-
     if image_column is not None:
-        from framelab.toolkits.deep_features import find_image_column
-
         return find_image_column(schema, image_column)
     return image_column_or_none(schema)
 
@@ -627,8 +609,6 @@ class NearestCenter(ColumnExpr):
             >>> NearestCenter(encoder, np.array([[0.0], [9.0]]), "distance", None).evaluate(pa.table({"x": [8.0]})).to_pylist()
             [1.0]
         """
-        from framelab.platform import failures
-
         X, present = self.encoder.encode_rows(table.select(self.encoder.names))
         labels, d2 = lloyd._assign(np.ascontiguousarray(X[present]), *lloyd._center_terms(self.centers))
         cluster = np.zeros(len(present), dtype=np.int64)
