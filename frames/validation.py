@@ -113,6 +113,20 @@ def number(low: float | None = None, high: float | None = None, *, low_open: boo
     return Constraint(words, accepts, lambda v: None if v is None else float(v))
 
 
+def text(*, meaning: str = "", none: str | None = None) -> Constraint:
+    """A non-empty string (a column name, a tag); ``meaning`` and ``none`` as for :func:`integer`.
+
+    Example:
+        >>> from framelab.frames.validation import text
+        >>> text(meaning="a column name").check("", "name")
+        Traceback (most recent call last):
+        ...
+        framelab.frames.errors.InputError: name must be a non-empty string (a column name), got ''
+    """
+    words = "a non-empty string" + (f" ({meaning})" if meaning else "") + (f" or None ({none})" if none else "")
+    return Constraint(words, lambda v: (none is not None and v is None) or (isinstance(v, str) and v != ""))
+
+
 def one_of(*choices: Any) -> Constraint:
     """One of ``choices``.
 

@@ -18,11 +18,11 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from framelab.frames.errors import InputError
 from framelab.toolkits.deep_features import DeepFeatureExtractor
-from framelab.toolkits.model import Model
+from framelab.toolkits.model import Model, Section
 
 if TYPE_CHECKING:
     from framelab.toolkits.model_io import SavedModel
@@ -148,14 +148,89 @@ def extractor_from_saved(metadata: dict[str, Any], files: dict[str, bytes] | Non
     return DeepFeatureExtractor.from_config(metadata["extractor"], weights_data=data)
 
 
-class ExtractorModel(Model):
+class ExtractorPart:
+    """The deep-feature extractor of a model and its two columns: state, files, saved-state checks, load and summary.
+
+    Every kind that turns images into features keeps these the same way, at
+    the top level of ``model.json``: the extractor's config and weights copy
+    (:func:`extractor_metadata`), ``image_column`` (None: the frame's only
+    image column) and ``feature_column``. A kind mixes this part in beside
+    :class:`~framelab.toolkits.model.Model` and adds only what is its own.
+    A kind that may have no extractor (k-means on plain numeric columns)
+    sets ``_extractor_optional``: its ``extractor`` is then None, saved as null.
+
+    Example:
+        >>> from framelab.toolkits.image_tagger import ImageTagger
+        >>> from framelab.toolkits.kmeans import KMeansModel
+        >>> from framelab.toolkits.saved_extractor import ExtractorPart
+        >>> issubclass(ImageTagger, ExtractorPart), KMeansModel._extractor_optional
+        (True, True)
+    """
+
+    _extractor_optional: ClassVar[bool] = False
+    extractor: DeepFeatureExtractor | None
+    image_column: str | None
+    feature_column: str | None
+
+    def _extractor_state(self) -> dict[str, Any]:
+        """The metadata fields of the part: ``extractor``, ``weights_file``, ``image_column``, ``feature_column``."""
+        fields = ({"extractor": None, "weights_file": None} if self.extractor is None
+                  else extractor_metadata(self.extractor))
+        return {**fields, "image_column": self.image_column, "feature_column": self.feature_column}
+
+    def _files(self) -> dict[str, bytes]:
+        # Weights from a path or URL travel with the model: its folder is all it needs.
+        return {} if self.extractor is None else extractor_files(self.extractor)
+
+    @classmethod
+    def _check_saved_extractor(cls, saved: SavedModel) -> dict[str, Any] | None:
+        """Refuse a saved extractor or column that is damaged; the extractor's config (None: saved without one).
+
+        The kind then checks, with :func:`check_features_made_by`, that its
+        fitted part was trained on this extractor's features.
+        """
+        if cls._extractor_optional and saved.field("extractor", (dict, type(None)), required=False) is None:
+            saved.field("image_column", (str, type(None)), required=False)
+            saved.field("feature_column", (str, type(None)), required=False)
+            return None
+        if "feature_column" in saved.metadata and saved.metadata["feature_column"] is None:
+            saved.refuse("feature_column", "is null, but a model on images needs the column its features go in")
+        if not saved.field("feature_column", str):
+            saved.refuse("feature_column", "is empty")
+        saved.field("image_column", (str, type(None)), required=False)
+        return check_saved_extractor(saved)
+
+    @classmethod
+    def _extractor_from_saved(cls, metadata: dict[str, Any], files: dict[str, bytes] | None) -> dict[str, Any]:
+        """The constructor's ``extractor``, ``image_column`` and ``feature_column`` from the part's fields."""
+        extractor = extractor_from_saved(metadata, files) if metadata.get("extractor") is not None else None
+        return {"extractor": extractor, "image_column": metadata.get("image_column"),
+                "feature_column": metadata.get("feature_column")}
+
+    def _extractor_section(self) -> Section:
+        """The summary's "Deep features" section: the network, its weights and layer, and the two columns."""
+        provenance = self.extractor.provenance  # unlike to_config(), known for your own module too
+        weights = self.extractor.weights or "default"
+        if self.extractor.weights_copy() is not None:
+            weights += " (a copy is saved with the model)"
+        return ("Deep features", [
+            ("Model", provenance["model"]),
+            ("Weights", weights),
+            ("Layer", provenance["layer"]),
+            ("Weights sha256", provenance["weights_sha256"][:16] + "..."),
+            ("Image column", self.image_column),
+            ("Feature column", self.feature_column),
+        ])
+
+
+class ExtractorModel(ExtractorPart, Model):
     """A model over a deep-feature extractor: the extractor, one inner model on its features, and the columns.
 
     The state, files, saved-state checks and load of such a model are written
-    here once; a kind names its inner model (``_inner``: the attribute, which is
-    also its key in ``model.json``, and ``_inner_class``) and adds only what is
-    its own through :meth:`_own_state`, :meth:`_check_own_saved` and
-    :meth:`_own_from_saved`.
+    here once (the extractor's part in :class:`ExtractorPart`); a kind names its
+    inner model (``_inner``: the attribute, which is also its key in
+    ``model.json``, and ``_inner_class``) and adds only what is its own through
+    :meth:`_own_state`, :meth:`_check_own_saved` and :meth:`_own_from_saved`.
 
     Example:
         >>> from framelab.toolkits.image_classifier import ImageClassifier
@@ -167,7 +242,6 @@ class ExtractorModel(Model):
     _inner: str
     _inner_class: type[Model]
     extractor: DeepFeatureExtractor
-    image_column: str | None
     feature_column: str
 
     def _own_state(self) -> dict[str, Any]:
@@ -185,37 +259,26 @@ class ExtractorModel(Model):
 
     def _state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         metadata, arrays = getattr(self, self._inner)._state()
-        return {
-            self._inner: metadata,
-            **extractor_metadata(self.extractor),
-            "image_column": self.image_column,
-            "feature_column": self.feature_column,
-            **self._own_state(),
-        }, arrays
-
-    def _files(self) -> dict[str, bytes]:
-        # Weights from a path or URL travel with the model: its folder is all it needs.
-        return extractor_files(self.extractor)
+        return {self._inner: metadata, **self._extractor_state(), **self._own_state()}, arrays
 
     @classmethod
     def _check_saved(cls, saved: SavedModel) -> None:
         """Refuse a saved model whose extractor or inner model is damaged, or whose inner model was fitted
         on another network's features."""
-        feature_column = saved.field("feature_column", str)
-        saved.field("image_column", (str, type(None)), required=False)
         cls._check_own_saved(saved)
-        config = check_saved_extractor(saved)
+        config = cls._check_saved_extractor(saved)
         nested = saved.nested(cls._inner)
         cls._inner_class._check_saved(nested)
-        check_features_made_by(saved, f"{cls._inner}.features", nested.metadata["features"], feature_column, config)
+        check_features_made_by(saved, f"{cls._inner}.features", nested.metadata["features"],
+                               saved.metadata["feature_column"], config)
 
     @classmethod
     def _from_saved(cls, metadata: dict[str, Any], arrays: dict[str, Any],
                     files: dict[str, bytes] | None = None) -> ExtractorModel:
+        part = cls._extractor_from_saved(metadata, files)
         return cls(
-            extractor_from_saved(metadata, files),
+            part.pop("extractor"),
             cls._inner_class._from_saved(metadata[cls._inner], arrays),
-            image_column=metadata.get("image_column"),
-            feature_column=metadata["feature_column"],
+            **part,
             **cls._own_from_saved(metadata),
         )

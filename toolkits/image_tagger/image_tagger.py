@@ -10,16 +10,28 @@ Example:
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
+from framelab.frames import Frame
 from framelab.frames.errors import InputError
-from framelab.frames.validation import SEED, check_arguments, check_seed, integer, number
+from framelab.frames.validation import (
+    SEED,
+    Constraint,
+    check_arguments,
+    check_seed,
+    integer,
+    number,
+    text,
+)
+from framelab.frames.vectors import vectors_from_numpy, vectors_to_numpy
 from framelab.platform.client import on_cluster
-from framelab.toolkits.deep_features import DeepFeatureExtractor
+from framelab.toolkits.deep_features import DeepFeatureExtractor, architecture, find_image_column
+from framelab.toolkits.evaluation import multilabel_metrics
 from framelab.toolkits.features import check_frame, check_tags_column, tag_matrix
 from framelab.toolkits.image_features import (
     drop_rows_without_features,
@@ -29,16 +41,12 @@ from framelab.toolkits.image_features import (
 from framelab.toolkits.image_tagger.hierarchy import imagenet_hierarchy
 from framelab.toolkits.image_tagger.scoring import OneVsRest, Rollup, TagScores
 from framelab.toolkits.image_tagger.search import DEFAULT_COLUMN
+from framelab.toolkits.image_tagger.training import fit_tagger
 from framelab.toolkits.model import Model, Section
-from framelab.toolkits.saved_extractor import (
-    check_saved_extractor,
-    extractor_files,
-    extractor_from_saved,
-    extractor_metadata,
-)
+from framelab.toolkits.model_pages import tagger_page
+from framelab.toolkits.saved_extractor import ExtractorPart
 
 if TYPE_CHECKING:
-    from framelab.frames import Frame
     from framelab.toolkits.model_io import SavedModel
 
 PRETRAINED, TRAINED = "pretrained", "trained"
@@ -107,8 +115,7 @@ def create(
     """
     if frame is not None:
         frame = check_frame(frame)
-    if feature_column is not None and (not isinstance(feature_column, str) or not feature_column):
-        raise InputError(f"feature_column must be a non-empty string, got {feature_column!r}")
+    check_arguments({"feature_column": feature_column}, _CREATE_ARGUMENTS)
     if tags_column is None:
         return _create_pretrained(frame, image_column, model, vocabulary, feature_column,
                                   batch_size=batch_size, device=device, **extractor_options)
@@ -122,7 +129,7 @@ def create(
     )
 
 
-class ImageTagger(Model):
+class ImageTagger(ExtractorPart, Model):
     """Tags images: ``tag`` adds a column of (tag, score) lists, ``evaluate`` scores it against yours.
 
     Out of the box (``mode == "pretrained"``) or trained on your tags
@@ -185,8 +192,6 @@ class ImageTagger(Model):
             >>> image_tagger.create(vocabulary=["dog"]).thresholds.to_pydict()
             {'tag': ['dog'], 'threshold': [0.1]}
         """
-        from framelab.frames import Frame
-
         columns = {"tag": pa.array(self._vocabulary, pa.string()), "threshold": pa.array(self._thresholds)}
         for key in ("precision", "recall"):
             if key in self.held_out:
@@ -231,8 +236,7 @@ class ImageTagger(Model):
         frame = check_frame(frame)
         k = integer(1, none="no limit").check(k, "k")
         thresholds = self._thresholds_for(threshold)
-        if not isinstance(output_column, str) or not output_column:
-            raise InputError(f"output_column must be a non-empty string, got {output_column!r}")
+        text().check(output_column, "output_column")
         if output_column in frame.schema.names:
             raise InputError(
                 f"the frame already has a column {output_column!r}; pass output_column=<another name> "
@@ -254,8 +258,6 @@ class ImageTagger(Model):
             >>> tagger.explore(photos)  # doctest: +SKIP
             '/tmp/framelab-explore-....html'
         """
-        from framelab.toolkits.model_pages import tagger_page
-
         return tagger_page(self, frame, path, k=k, threshold=threshold, **options)
 
     def evaluate(self, frame: Frame, tags_column: str | None = None, threshold: float | None = None) -> dict[str, Any]:
@@ -282,11 +284,6 @@ class ImageTagger(Model):
             >>> result["per_tag"].select("tag", "recall", "average_precision").to_pydict()
             {'tag': ['macaw', 'bird', 'cat'], 'recall': [1.0, 1.0, 1.0], 'average_precision': [1.0, 1.0, 1.0]}
         """
-        import warnings
-
-        from framelab.frames.vectors import vectors_from_numpy, vectors_to_numpy
-        from framelab.toolkits.evaluation import multilabel_metrics
-
         frame = check_frame(frame)
         truth_column = tags_column or self.tags_column or DEFAULT_COLUMN
         check_tags_column(frame.schema, truth_column)
@@ -319,9 +316,7 @@ class ImageTagger(Model):
         metadata = {
             "mode": self.mode,
             "vocabulary": list(self._vocabulary),
-            **extractor_metadata(self.extractor),
-            "image_column": self.image_column,
-            "feature_column": self.feature_column,
+            **self._extractor_state(),
             "tags_column": self.tags_column,
             "training": self.training,
         }
@@ -338,10 +333,6 @@ class ImageTagger(Model):
                        for k, v in self.held_out.items()})
         return metadata, arrays
 
-    def _files(self) -> dict[str, bytes]:
-        # Weights from a path or URL travel with the model: its folder is all it needs.
-        return extractor_files(self.extractor)
-
     @classmethod
     def _check_saved(cls, saved: SavedModel) -> None:
         """Refuse saved fields of the wrong type, and thresholds, roll-ups or weights that do not fit the tags."""
@@ -353,13 +344,10 @@ class ImageTagger(Model):
             saved.refuse("vocabulary", "must list one or more tags (non-empty strings)")
         if len(set(vocabulary)) != len(vocabulary):
             saved.refuse("vocabulary", "lists a tag more than once")
-        feature_column = saved.field("feature_column", str)
-        if not feature_column:
-            saved.refuse("feature_column", "is empty")
-        saved.field("image_column", (str, type(None)), required=False)
         saved.field("tags_column", (str, type(None)), required=False)
         saved.field("training", (dict, type(None)), required=False)
-        check_saved_extractor(saved)
+        # A tagger reads the network's own outputs (or features it was trained on): no provenance to match here.
+        cls._check_saved_extractor(saved)
         t = len(vocabulary)
         tags = f" ({t} tag(s) in the vocabulary)"
         thresholds = saved.array("thresholds", (t,), meaning=tags)
@@ -405,12 +393,10 @@ class ImageTagger(Model):
                     for k, v in arrays.items() if k.startswith("held_out_")}
         return cls(
             mode=metadata["mode"],
-            extractor=extractor_from_saved(metadata, files),
+            **cls._extractor_from_saved(metadata, files),
             vocabulary=metadata["vocabulary"],
             scorer=scorer,
             thresholds=arrays["thresholds"],
-            image_column=metadata.get("image_column"),
-            feature_column=metadata["feature_column"],
             tags_column=metadata.get("tags_column"),
             held_out=held_out,
             training=metadata.get("training") or {},
@@ -418,7 +404,6 @@ class ImageTagger(Model):
 
     # -------------------------------------------------------------- display
     def _summary_sections(self) -> list[Section]:
-        provenance = self.extractor.provenance  # unlike to_config(), known for your own module too
         shown = ", ".join(self._vocabulary[:6]) + (", ..." if len(self._vocabulary) > 6 else "")
         sections: list[Section] = [
             ("Schema", [
@@ -426,15 +411,9 @@ class ImageTagger(Model):
                  else "trained on your tags (one-vs-rest logistic)"),
                 ("Number of tags", len(self._vocabulary)),
                 ("Vocabulary", shown),
-                ("Image column", self.image_column),
-                ("Feature column", self.feature_column),
                 ("Tags column", self.tags_column),
             ]),
-            ("Deep features", [
-                ("Model", provenance["model"]),
-                ("Layer", provenance["layer"]),
-                ("Weights sha256", provenance["weights_sha256"][:16] + "..."),
-            ]),
+            self._extractor_section(),
         ]
         t = self.training
         if self.mode == TRAINED:
@@ -488,8 +467,6 @@ def _create_pretrained(
 ) -> ImageTagger:
     hierarchy = imagenet_hierarchy()
     if frame is not None:
-        from framelab.toolkits.deep_features import find_image_column
-
         image_column = find_image_column(frame.schema, image_column)
     # Its outputs are checked against the hierarchy when it first runs: loading a network takes seconds.
     extractor = DeepFeatureExtractor(model, layer=_logits_layer(model), **options)
@@ -508,12 +485,9 @@ def _create_pretrained(
 
 
 def _pretrained_vocabulary(vocabulary: Any, hierarchy: Any) -> list[int]:
-    if vocabulary is None or (isinstance(vocabulary, str) and vocabulary == "imagenet"):
+    vocabulary = _PRETRAINED_VOCABULARY.check(vocabulary, "vocabulary")
+    if vocabulary is None or vocabulary == "imagenet":
         return list(range(len(hierarchy.names)))
-    if isinstance(vocabulary, str) or not isinstance(vocabulary, Sequence):
-        raise InputError(f"vocabulary must be 'imagenet' or a list of its tags; got {vocabulary!r}")
-    if not vocabulary:
-        raise InputError("vocabulary is empty; pass 'imagenet' or at least one of its tags")
     return sorted({hierarchy.index(name) for name in vocabulary})
 
 
@@ -522,9 +496,7 @@ def _logits_layer(model: Any) -> str | None:
     """The layer of a registered network that gives its class logits (its last classifier module)."""
     if not isinstance(model, str):
         return None  # your own module: its output
-    import torch
-
-    from framelab.toolkits.deep_features import architecture
+    import torch  # heavy: only when a tagger is made
 
     arch = architecture(model)
     name = arch.head
@@ -551,8 +523,6 @@ def _create_trained(
     verbose: bool,
     **options: Any,
 ) -> ImageTagger:
-    from framelab.toolkits.image_tagger.training import fit_tagger
-
     check_tags_column(frame.schema, tags_column)
     _check_training_options(min_precision, l2_penalty, max_iterations, validation_set, seed, vocabulary)
     if tags_column == feature_column:
@@ -600,16 +570,25 @@ def _training_rows(
     return drop_rows_without_features(rows, feature_column, stage, toolkit="image tagger")
 
 
-# What a trained tagger's create() accepts, declared once and checked by the one helper every toolkit uses.
-_TRAINING_ARGUMENTS = {"min_precision": number(0, 1, low_open=True), "l2_penalty": number(0),
-                       "max_iterations": integer(1), "seed": SEED}
+def _is_tag_list(value: Any) -> bool:
+    return (isinstance(value, Sequence) and not isinstance(value, str) and len(value) > 0
+            and all(isinstance(t, str) and t for t in value))
+
+
+# What create() accepts, declared once and checked by the one helper every toolkit uses.
+_CREATE_ARGUMENTS = {"feature_column": text(none="'imagenet_logits' out of the box, 'deep_features' trained")}
+_PRETRAINED_VOCABULARY = Constraint("'imagenet', None or a non-empty list of its tags",
+                                    lambda v: v is None or v == "imagenet" or _is_tag_list(v))
+_TRAINING_ARGUMENTS = {
+    "min_precision": number(0, 1, low_open=True),
+    "l2_penalty": number(0),
+    "max_iterations": integer(1),
+    "validation_set": Constraint("'auto', None or a Frame", lambda v: not isinstance(v, str) or v == "auto"),
+    "seed": SEED,
+    "vocabulary": Constraint("None (every tag) or a non-empty list of tags", lambda v: v is None or _is_tag_list(v)),
+}
 
 
 def _check_training_options(min_precision, l2_penalty, max_iterations, validation_set, seed, vocabulary) -> None:
     check_arguments({"min_precision": min_precision, "l2_penalty": l2_penalty, "max_iterations": max_iterations,
-                     "seed": seed}, _TRAINING_ARGUMENTS)
-    if isinstance(validation_set, str) and validation_set != "auto":
-        raise InputError(f"validation_set must be 'auto', None or a Frame; got {validation_set!r}")
-    if vocabulary is not None and (isinstance(vocabulary, str) or not isinstance(vocabulary, Sequence)
-                                   or not vocabulary or not all(isinstance(t, str) and t for t in vocabulary)):
-        raise InputError(f"vocabulary of a trained tagger must be None (every tag) or a list of tags; got {vocabulary!r}")
+                     "validation_set": validation_set, "seed": seed, "vocabulary": vocabulary}, _TRAINING_ARGUMENTS)

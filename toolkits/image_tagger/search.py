@@ -22,11 +22,11 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from numbers import Real
 
 import polars as pl
 
 from framelab.frames.errors import InputError
+from framelab.frames.validation import number, text
 
 DEFAULT_COLUMN = "tags"
 
@@ -41,9 +41,7 @@ class TagColumn:
     """
 
     def __init__(self, name: str = DEFAULT_COLUMN):
-        if not isinstance(name, str) or not name:
-            raise InputError(f"a tags column name must be a non-empty string, got {name!r}")
-        self.name = name
+        self.name = text(meaning="a tags column name").check(name, "name")
 
     def __repr__(self) -> str:
         return f"TagColumn({self.name!r})"
@@ -139,9 +137,7 @@ tags = TagColumn(DEFAULT_COLUMN)
 
 
 def _check_tag(tag: object) -> str:
-    if not isinstance(tag, str) or not tag:
-        raise InputError(f"a tag must be a non-empty string, got {tag!r}")
-    return tag
+    return text().check(tag, "tag")
 
 
 def _check_tags(tags: object, method: str) -> list[str]:
@@ -153,6 +149,4 @@ def _check_tags(tags: object, method: str) -> list[str]:
 
 
 def _check_score(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 <= float(value) <= 1.0:
-        raise InputError(f"min_score must be a number between 0 and 1, got {value!r}")
-    return float(value)
+    return number(0, 1).check(value, "min_score")

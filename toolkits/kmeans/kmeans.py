@@ -24,32 +24,31 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from framelab.frames import Frame
 from framelab.frames.errors import InputError
 from framelab.frames.expressions import ColumnExpr
 from framelab.frames.validation import (
     SEED,
     check_arguments,
-    check_positive_int,
     check_seed,
     integer,
+    one_of,
 )
 from framelab.frames.vectors import vectors_from_numpy
+from framelab.platform import failures
 from framelab.platform.client import on_cluster
+from framelab.toolkits.deep_features import DeepFeatureExtractor, find_image_column
 from framelab.toolkits.features import NUMERIC, FeatureEncoder, check_frame
+from framelab.toolkits.image_features import image_column_or_none, with_features
 from framelab.toolkits.kmeans import initialization as init
 from framelab.toolkits.kmeans import lloyd
 from framelab.toolkits.model import Model, Section
 from framelab.toolkits.model_io import METADATA_FILE, table_from_array, table_to_array
-from framelab.toolkits.saved_extractor import (
-    check_features_made_by,
-    check_saved_extractor,
-    extractor_files,
-    extractor_from_saved,
-    extractor_metadata,
-)
+from framelab.toolkits.model_pages import kmeans_page
+from framelab.toolkits.saved_extractor import ExtractorPart, check_features_made_by
+from framelab.toolkits.vector_shards import open_vector_shards
 
 if TYPE_CHECKING:
-    from framelab.frames import Frame
     from framelab.toolkits.model_io import SavedModel
 
 OUTPUT_TYPES = ("cluster_id", "distance")
@@ -118,8 +117,6 @@ def create(
         >>> model.cluster_id.to_pydict()["cluster_id"] in ([0, 0, 1, 1], [1, 1, 0, 0])
         True
     """
-    from framelab.toolkits.vector_shards import open_vector_shards
-
     started = time.perf_counter()
     frame = check_frame(frame, "frame")
     check_arguments({"num_clusters": num_clusters, "max_iterations": max_iterations, "batch_size": batch_size,
@@ -128,9 +125,6 @@ def create(
     source = frame
     extractor = None
     if features is None and _image_column(frame.schema, image_column) is not None:
-        from framelab.toolkits.deep_features import DeepFeatureExtractor
-        from framelab.toolkits.image_features import with_features
-
         extractor = DeepFeatureExtractor(model, **extractor_options)
         image_column = _image_column(frame.schema, image_column)
         frame = with_features(frame, extractor, image_column, feature_column)
@@ -198,7 +192,7 @@ def create(
     )
 
 
-class KMeansModel(Model):
+class KMeansModel(ExtractorPart, Model):
     """Centres of k clusters and each training row's cluster.
 
     Example:
@@ -206,6 +200,7 @@ class KMeansModel(Model):
     """
 
     kind = "kmeans"
+    _extractor_optional = True  # k-means on plain numeric columns has no extractor
 
     def __init__(
         self,
@@ -268,8 +263,6 @@ class KMeansModel(Model):
         Example:
             >>> model.cluster_info.to_pydict()["size"]  # doctest: +SKIP
         """
-        from framelab.frames import Frame
-
         columns: dict[str, Any] = {}
         start = 0
         for f in self.encoder.features:
@@ -295,10 +288,7 @@ class KMeansModel(Model):
             >>> a != b
             True
         """
-        if output_type not in OUTPUT_TYPES:
-            raise InputError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}; got {output_type!r}")
-        from framelab.platform import failures
-
+        one_of(*OUTPUT_TYPES).check(output_type, "output_type")
         with failures.job():  # one count for the whole prediction, deep-features decoding included
             frame = self._features_of(frame)
             self.encoder.check_schema(frame.schema)
@@ -321,19 +311,15 @@ class KMeansModel(Model):
             >>> model.explore()  # doctest: +SKIP
             /tmp/framelab-explore-....html
         """
-        from framelab.toolkits.model_pages import kmeans_page
-
         frame = self._source if frame is None else check_frame(frame, "frame")
         if frame is None:
             raise InputError("explore() needs the frame of images the model was built on: model.explore(frame)")
-        return kmeans_page(self, frame, path, per_cluster=check_positive_int(per_cluster, "per_cluster"), **options)
+        return kmeans_page(self, frame, path, per_cluster=integer(1).check(per_cluster, "per_cluster"), **options)
 
     def _features_of(self, frame: Frame) -> Any:
         frame = check_frame(frame, "frame")
         if self.extractor is None:
             return frame
-        from framelab.toolkits.image_features import with_features
-
         return with_features(frame, self.extractor, self.image_column, self.feature_column)
 
     # ---------------------------------------------------------- persistence
@@ -343,10 +329,7 @@ class KMeansModel(Model):
             "label": self.label,
             "num_clusters": self.num_clusters,
             "training": self.training,
-            **(extractor_metadata(self.extractor) if self.extractor is not None
-               else {"extractor": None, "weights_file": None}),
-            "image_column": self.image_column,
-            "feature_column": self.feature_column,
+            **self._extractor_state(),
         }
         arrays = {
             "centers": self.centers,
@@ -355,10 +338,6 @@ class KMeansModel(Model):
             "cluster_id": table_to_array(self.cluster_id.to_arrow()),
         }
         return metadata, arrays
-
-    def _files(self) -> dict[str, bytes]:
-        # Weights from a path or URL travel with the model: its folder is all it needs.
-        return {} if self.extractor is None else extractor_files(self.extractor)
 
     @classmethod
     def _check_saved(cls, saved: SavedModel) -> None:
@@ -390,22 +369,14 @@ class KMeansModel(Model):
             bad = int(ids.min()) if ids.min() < 0 else int(ids.max())
             saved.refuse_array("cluster_id", f"assigns a row to cluster {bad}, but {METADATA_FILE} "
                                              f"describes {k} cluster(s)")
-        config = saved.field("extractor", (dict, type(None)), required=False)
-        image_column = saved.field("image_column", (str, type(None)), required=False)
-        feature_column = saved.field("feature_column", (str, type(None)), required=False)
-        if config is not None:
-            config = check_saved_extractor(saved)
-            if feature_column is None or image_column is None:
-                saved.refuse("feature_column" if feature_column is None else "image_column",
-                             "is null, but a k-means model on images needs its image and feature columns")
-            check_features_made_by(saved, "features", saved.metadata["features"], feature_column, config)
+        config = cls._check_saved_extractor(saved)
+        if config is not None:  # the centres must be in the extractor's feature space
+            check_features_made_by(saved, "features", saved.metadata["features"], saved.metadata["feature_column"],
+                                   config)
 
     @classmethod
     def _from_saved(cls, metadata: dict[str, Any], arrays: dict[str, np.ndarray],
                     files: dict[str, bytes] | None = None) -> KMeansModel:
-        from framelab.frames import Frame
-
-        extractor = extractor_from_saved(metadata, files) if metadata.get("extractor") else None
         return cls(
             encoder=FeatureEncoder.from_json(metadata["features"]),
             label=metadata.get("label"),
@@ -414,9 +385,7 @@ class KMeansModel(Model):
             sum_squared_distances=arrays["sum_squared_distances"],
             cluster_id=Frame(table_from_array(arrays["cluster_id"])),
             training=metadata.get("training", {}),
-            extractor=extractor,
-            image_column=metadata.get("image_column"),
-            feature_column=metadata.get("feature_column"),
+            **cls._extractor_from_saved(metadata, files),
         )
 
     # -------------------------------------------------------------- display
@@ -431,8 +400,6 @@ class KMeansModel(Model):
             ("Features", ", ".join(self.features)),
             ("Label", self.label),
         ]
-        if self.extractor is not None:
-            schema.append(("Deep features", f"{self.extractor.to_config()['model']} on {self.image_column!r}"))
         training = [
             ("Method", "mini-batch" if t.get("batch_size") else "Lloyd (exact)"),
             ("Batch size", t.get("batch_size")),
@@ -444,7 +411,8 @@ class KMeansModel(Model):
             ("Seed", t.get("seed")),
             ("Shards", f"{t.get('num_shards')} on {t.get('num_nodes')} node(s)"),
         ]
-        return [("Schema", schema), ("Training", training)]
+        return [("Schema", schema), *([self._extractor_section()] if self.extractor is not None else []),
+                ("Training", training)]
 
 
 # ------------------------------------------------------------------ helpers
@@ -518,8 +486,6 @@ def _update(shards: Any, centers: np.ndarray, stats: lloyd.PassStats) -> np.ndar
 def _gather(shards: Any, refs: list) -> Any:
     import ray
 
-    from framelab.frames import Frame
-
     sizes = ray.experimental.get_object_locations(refs)
     total = sum(int((sizes.get(r) or {}).get("object_size") or 0) for r in refs)
     if total <= LOCAL_RESULT_BYTES:
@@ -528,8 +494,6 @@ def _gather(shards: Any, refs: list) -> Any:
 
 
 def _initial_centers(value: Any, encoder: FeatureEncoder, k: int) -> np.ndarray:
-    from framelab.frames import Frame
-
     if isinstance(value, Frame):
         encoder.check_schema(value.schema)
         table = value.select(*encoder.names).to_arrow()
@@ -550,11 +514,7 @@ def _initial_centers(value: Any, encoder: FeatureEncoder, k: int) -> np.ndarray:
 
 
 def _image_column(schema: pa.Schema, image_column: str | None) -> str | None:
-    from framelab.toolkits.image_features import image_column_or_none
-
     if image_column is not None:
-        from framelab.toolkits.deep_features import find_image_column
-
         return find_image_column(schema, image_column)
     return image_column_or_none(schema)
 
@@ -649,8 +609,6 @@ class NearestCenter(ColumnExpr):
             >>> NearestCenter(encoder, np.array([[0.0], [9.0]]), "distance", None).evaluate(pa.table({"x": [8.0]})).to_pylist()
             [1.0]
         """
-        from framelab.platform import failures
-
         X, present = self.encoder.encode_rows(table.select(self.encoder.names))
         labels, d2 = lloyd._assign(np.ascontiguousarray(X[present]), *lloyd._center_terms(self.centers))
         cluster = np.zeros(len(present), dtype=np.int64)
