@@ -238,19 +238,7 @@ class ImageClassifier(Classifier, ExtractorModel):
         return {"fine_tuning": metadata.get("fine_tuning")}
 
     def _summary_sections(self) -> list[Section]:
-        config = self.extractor.to_config()
-        weights = config["weights"] or "default"
-        if self.extractor.weights_copy() is not None:
-            weights += " (a copy is saved with the model)"
-        features = [
-            ("Model", config["model"]),
-            ("Weights", weights),
-            ("Layer", config["layer"]),
-            ("Weights sha256", config["weights_sha256"][:16] + "..."),
-            ("Image column", self.image_column),
-            ("Feature column", self.feature_column),
-        ]
-        sections = [("Deep features", features), *self._scoring_sections()]
+        sections = [self._extractor_section(), *self._scoring_sections()]
         if self.fine_tuning is not None:
             sections.append(_fine_tuning_section(self.fine_tuning))
         return sections

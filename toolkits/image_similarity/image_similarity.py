@@ -193,12 +193,4 @@ class ImageSimilarityModel(ExtractorModel):
 
     # ---------------------------------------------------------- persistence
     def _summary_sections(self) -> list[Section]:
-        config = self.extractor.to_config()
-        features = [
-            ("Model", config["model"]),
-            ("Layer", config["layer"]),
-            ("Weights sha256", config["weights_sha256"][:16] + "..."),
-            ("Image column", self.image_column),
-            ("Feature column", self.feature_column),
-        ]
-        return [("Deep features", features), *self.neighbors._summary_sections()]
+        return [self._extractor_section(), *self.neighbors._summary_sections()]
