@@ -65,8 +65,12 @@ class Frame(Readers, Subsets):
         folder). The path returned reads as itself in a REPL and shows the page inline in a notebook.
 
         Example:
-            >>> from framelab.toolkits.datasets import caltech101_path
-            >>> Frame.read_images(str(caltech101_path() / "ewer")).head(4).explore().endswith(".html")
+            >>> import pathlib, tempfile
+            >>> from PIL import Image
+            >>> folder = pathlib.Path(tempfile.mkdtemp()) / "ewer"
+            >>> folder.mkdir()
+            >>> _ = [Image.new("RGB", (8, 6)).save(folder / f"{n}.jpg") for n in range(4)]
+            >>> Frame.read_images(str(folder)).explore().endswith(".html")
             True
         """
         from framelab.frames.images.explore import explore
@@ -297,17 +301,24 @@ class Frame(Readers, Subsets):
         return self.with_column(output_column, fn, dtype=dtype).select(output_column)
 
     def map_batches(self, fn: Callable[[Any], Any], *, batch_size: int | None = None, format: str = "arrow",
-                    preserves_rows: bool = False, schema: pa.Schema | None = None) -> Frame:
+                    preserves_rows: bool = False, schema: pa.Schema | None = None,
+                    label: str = "map_batches") -> Frame:
         """Run ``fn`` on batches of rows in the given format; it returns a batch in the same format.
 
         Without ``schema``, ``fn`` runs on the first row to find it: give it when that run costs or has effects.
+        ``batch_size=None`` gives ``fn`` whole blocks. ``label`` names the step in :meth:`explain`.
 
         Example:
             >>> Frame({"x": [1, 2]}).map_batches(lambda df: df * 2, format="polars").to_pydict()
             {'x': [2, 4]}
+            >>> print(Frame({"x": [1]}).map_batches(lambda t: t, schema=pa.schema([("x", pa.int64())]), label="same").explain())
+            Map  @driver  same
+              InMemory  @driver  1 rows, 0.0 MB
         """
+        if not isinstance(label, str) or not label:
+            raise InputError(f"map_batches needs a non-empty label (the step's name in explain()), got {label!r}")
         step = blockwise.MapBatches(fn, batch_size, format)
-        return self._map(step, "map_batches", rowwise=False, keeps_rows=preserves_rows,
+        return self._map(step, label, rowwise=False, keeps_rows=preserves_rows,
                          schema_from_data=schema is None, schema=schema)
 
     def map_actors(self, stage: logical.ActorStage) -> Frame:
