@@ -136,9 +136,13 @@ class Readers:
         """Read image files (folders, files, globs, fsspec URLs) into an ``image`` column; options: :class:`~framelab.frames.images.ReadOptions`.
 
         Example:
+            >>> import pathlib, tempfile
+            >>> from PIL import Image
+            >>> folder = pathlib.Path(tempfile.mkdtemp()) / "ewer"
+            >>> folder.mkdir()
+            >>> _ = [Image.new("RGB", (8, 6)).save(folder / f"{n}.jpg") for n in range(2)]
             >>> from framelab.frames import Frame
-            >>> from framelab.toolkits.datasets import caltech101_path
-            >>> Frame.read_images(str(caltech101_path() / "ewer"), label_from="folder").columns
+            >>> Frame.read_images(str(folder), label_from="folder").columns
             ['image', 'path', 'label', 'error']
         """
         from framelab.frames.images.read import ReadOptions, image_scan

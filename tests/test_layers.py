@@ -2,12 +2,15 @@
 uses the ones listed before it (so following any call, say Frame.join, visits each module once, in order).
 
 Every import counts, including those inside functions; ``if TYPE_CHECKING:`` imports (type names only)
-do not. A new module of frames/ must be placed in FRAMES_ORDER.
+do not. A new module of frames/ must be placed in FRAMES_ORDER. Docstring examples are code a reader
+copies and tests/test_docstrings.py runs, so their imports keep to the same layers (a frames/ example
+shows frames at work without a toolkit).
 """
 
 from __future__ import annotations
 
 import ast
+import doctest
 import importlib
 import inspect
 from pathlib import Path
@@ -74,6 +77,29 @@ def _defining_module(package: str, name: str) -> str:
     return package  # a constant: the module it was imported from
 
 
+def _example_imports(path: Path) -> set[str]:
+    """The framelab modules imported by the docstring examples of ``path`` (module, classes, functions)."""
+    tree = ast.parse(path.read_text())
+    docstrings = [ast.get_docstring(n, clean=True) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
+    parser = doctest.DocTestParser()
+    out = set()
+    for doc in filter(None, docstrings):
+        for example in parser.get_examples(doc):
+            try:
+                code = ast.parse(example.source)
+            except SyntaxError:
+                continue  # not Python a reader could copy either; test_docstrings reports it
+            for node in ast.walk(code):
+                if isinstance(node, ast.Import):
+                    out.update(a.name for a in node.names if a.name.startswith("framelab"))
+                elif isinstance(node, ast.ImportFrom) and node.module == "framelab":
+                    out.update(f"framelab.{a.name}" for a in node.names)  # from framelab import toolkits
+                elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("framelab."):
+                    out.add(node.module)
+    return out
+
+
 def _layer(module: str) -> str:
     return ".".join(module.split(".")[:2])
 
@@ -102,3 +128,12 @@ def test_inside_frames_every_module_imports_only_the_modules_before_it():
             if position[other] >= position[name]:
                 wrong.append(f"{name} imports {other}")
     assert not wrong, "frames modules importing a module at or above their place:\n" + "\n".join(wrong)
+
+
+def test_docstring_examples_import_only_their_layer_and_the_layers_below():
+    wrong = []
+    for module, path in _module_files().items():
+        for imported in _example_imports(path):
+            if RANK.get(_layer(imported), 9) > RANK[_layer(module)]:
+                wrong.append(f"{module}'s docstring example imports {imported}")
+    assert not wrong, "docstring examples importing a layer above their own:\n" + "\n".join(sorted(wrong))

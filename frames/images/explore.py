@@ -93,9 +93,14 @@ def explore(
     :class:`Views`).
 
     Example:
+        >>> import pathlib, tempfile
+        >>> from PIL import Image
+        >>> folder = pathlib.Path(tempfile.mkdtemp()) / "ewer"
+        >>> folder.mkdir()
+        >>> _ = [Image.new("RGB", (8, 6)).save(folder / f"{n}.jpg") for n in range(6)]
+        >>> from framelab.frames import Frame
         >>> from framelab.frames.images.explore import explore
-        >>> from framelab.toolkits.datasets import caltech101
-        >>> page = explore(caltech101(classes=["ewer"], per_class=6), page_size=3)
+        >>> page = explore(Frame.read_images(str(folder.parent), label_from="folder"), page_size=3)
         >>> page.endswith(".html"), "6 of 6 rows" in open(page).read()
         (True, True)
     """

@@ -154,9 +154,13 @@ def read_images(paths: str | Sequence[str], options: ReadOptions | None = None, 
     known at once.
 
     Example:
+        >>> import pathlib, tempfile
+        >>> from PIL import Image
+        >>> folder = pathlib.Path(tempfile.mkdtemp()) / "ewer"
+        >>> folder.mkdir()
+        >>> _ = [Image.new("RGB", (8, 6)).save(folder / f"{n}.jpg") for n in range(3)]
         >>> from framelab.frames.images import read_images
-        >>> from framelab.toolkits.datasets import caltech101_path
-        >>> frame = read_images(str(caltech101_path() / "ewer"), label_from="folder")
+        >>> frame = read_images(str(folder), label_from="folder")
         >>> frame.columns
         ['image', 'path', 'label', 'error']
         >>> frame.head(2).to_pydict()["label"]
@@ -172,9 +176,13 @@ def image_scan(paths: str | Sequence[str], options: ReadOptions) -> DatasetScan:
     """The plan's source node for a read: paths checked now, the Ray Data pipeline built on first use.
 
     Example:
+        >>> import pathlib, tempfile
+        >>> from PIL import Image
+        >>> folder = pathlib.Path(tempfile.mkdtemp()) / "ewer"
+        >>> folder.mkdir()
+        >>> _ = [Image.new("RGB", (8, 6)).save(folder / f"{n}.jpg") for n in range(1)]
         >>> from framelab.frames.images.read import ReadOptions, image_scan
-        >>> from framelab.toolkits.datasets import caltech101_path
-        >>> image_scan(str(caltech101_path()), ReadOptions()).describe()
+        >>> image_scan(str(folder.parent), ReadOptions()).describe()
         'read_images(lazy)'
     """
     from framelab.frames.logical import DatasetScan
@@ -190,10 +198,14 @@ def read_images_dataset(paths: str | Sequence[str], options: ReadOptions | None 
     """The lazy ``ray.data.Dataset`` behind :func:`read_images`.
 
     Example:
+        >>> import pathlib, tempfile
+        >>> from PIL import Image
+        >>> folder = pathlib.Path(tempfile.mkdtemp()) / "ewer"
+        >>> folder.mkdir()
+        >>> _ = [Image.new("RGB", (8, 6)).save(folder / f"{n}.jpg") for n in range(3)]
         >>> from framelab.frames.images.read import read_images_dataset
-        >>> from framelab.toolkits.datasets import caltech101_path
-        >>> read_images_dataset(str(caltech101_path() / "ewer")).count()
-        60
+        >>> read_images_dataset(str(folder)).count()
+        3
     """
     import ray.data
 
