@@ -22,6 +22,7 @@ import pyarrow as pa
 from framelab.frames import blockwise, conversion, logical, planner, saved, validation
 from framelab.frames.errors import InputError, check_columns
 from framelab.frames.expressions import ColumnExpr
+from framelab.frames.images.read import ReadOptions, image_scan
 from framelab.frames.readers import Readers
 from framelab.frames.subsets import Subsets
 from framelab.frames.vectors import is_vector_type, vectors_to_numpy
@@ -593,4 +594,30 @@ class Frame(Readers, Subsets):
             yield conversion.to_torch_batch(batch)
 
 
-__all__ = ["Frame"]
+def read_images(paths: str | Sequence[str], options: ReadOptions | None = None, **overrides: Any) -> Frame:
+    """Read image files into a frame with an ``image`` column (plus ``path``, ``label``, ``error``).
+
+    ``paths`` is a folder, a file, a glob (``"photos/*/*.jpg"``), or a list
+    of them; local paths or fsspec URLs (``s3://``, ``gs://``, ``file://``).
+    The options are :class:`ReadOptions`' fields, given as ``options=`` or as
+    keywords. Nothing is read until a result is asked for; the columns are
+    known at once.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> from PIL import Image
+        >>> folder = pathlib.Path(tempfile.mkdtemp()) / "ewer"
+        >>> folder.mkdir()
+        >>> _ = [Image.new("RGB", (8, 6)).save(folder / f"{n}.jpg") for n in range(3)]
+        >>> from framelab.frames import read_images
+        >>> frame = read_images(str(folder), label_from="folder")
+        >>> frame.columns
+        ['image', 'path', 'label', 'error']
+        >>> frame.head(2).to_pydict()["label"]
+        ['ewer', 'ewer']
+    """
+    # The reader describes a plan node (images.read, below this module); a Frame is the user's handle on it.
+    return Frame._make(image_scan(paths, ReadOptions.of(options, **overrides)))
+
+
+__all__ = ["Frame", "read_images"]

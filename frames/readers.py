@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from framelab.frames import logical, sources
 from framelab.frames.errors import InputError
+from framelab.frames.images.read import ReadOptions, image_scan
 
 if TYPE_CHECKING:
     from framelab.frames.frame import Frame
@@ -145,8 +146,6 @@ class Readers:
             >>> Frame.read_images(str(folder), label_from="folder").columns
             ['image', 'path', 'label', 'error']
         """
-        from framelab.frames.images.read import ReadOptions, image_scan
-
         return cls._make(image_scan(paths, ReadOptions.of(**options)))
 
     @classmethod

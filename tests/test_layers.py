@@ -28,10 +28,7 @@ FRAMES_ORDER = [
     "display", "images.summaries", "images.page", "images.explore", "logical", "sources", "images.read", "execution", "planner", "groupby", "readers", "subsets", "frame",
 ]
 # (importer, imported): upward imports with a reason.
-ALLOWED = {
-    # read_images() is a convenience constructor: it builds a plan node and hands it to a Frame.
-    ("images.read", "frame"),
-}
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def _module_files() -> dict[str, Path]:

@@ -29,7 +29,6 @@ from framelab.platform.resources import FEEDER_CPUS
 if TYPE_CHECKING:
     import fsspec
 
-    from framelab.frames.frame import Frame
     from framelab.frames.logical import DatasetScan
 
 DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp")
@@ -142,34 +141,6 @@ class ReadOptions:
         if self.on_error == "null":
             fields_.append(pa.field("error", pa.string()))
         return pa.schema(fields_)
-
-
-def read_images(paths: str | Sequence[str], options: ReadOptions | None = None, **overrides: Any) -> Frame:
-    """Read image files into a frame with an ``image`` column (plus ``path``, ``label``, ``error``).
-
-    ``paths`` is a folder, a file, a glob (``"photos/*/*.jpg"``), or a list
-    of them; local paths or fsspec URLs (``s3://``, ``gs://``, ``file://``).
-    The options are :class:`ReadOptions`' fields, given as ``options=`` or as
-    keywords. Nothing is read until a result is asked for; the columns are
-    known at once.
-
-    Example:
-        >>> import pathlib, tempfile
-        >>> from PIL import Image
-        >>> folder = pathlib.Path(tempfile.mkdtemp()) / "ewer"
-        >>> folder.mkdir()
-        >>> _ = [Image.new("RGB", (8, 6)).save(folder / f"{n}.jpg") for n in range(3)]
-        >>> from framelab.frames.images import read_images
-        >>> frame = read_images(str(folder), label_from="folder")
-        >>> frame.columns
-        ['image', 'path', 'label', 'error']
-        >>> frame.head(2).to_pydict()["label"]
-        ['ewer', 'ewer']
-    """
-    # The reader describes a plan node; a Frame is the user's handle on it.
-    from framelab.frames.frame import Frame
-
-    return Frame._make(image_scan(paths, ReadOptions.of(options, **overrides)))
 
 
 def image_scan(paths: str | Sequence[str], options: ReadOptions) -> DatasetScan:

@@ -413,7 +413,7 @@ def find_image_column(schema: pa.Schema, name: str | None = None) -> str:
         described = ", ".join(f"{f.name!r} ({_type_name(f)})" for f in schema) or "(no columns)"
         raise InputError(
             f"the frame has no image column; its columns are {described}. Read images with "
-            "framelab.frames.images.read_images(...), or pass image_column=<a binary column of "
+            "Frame.read_images(...), or pass image_column=<a binary column of "
             "encoded image files>"
         )
     check_columns([name], schema.names)
