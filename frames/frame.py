@@ -13,7 +13,7 @@ Examples assume ``from framelab.frames import Frame``, ``import polars as pl``,
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -22,11 +22,13 @@ import pyarrow as pa
 from framelab.frames import blockwise, conversion, logical, planner, saved, validation
 from framelab.frames.errors import InputError, check_columns
 from framelab.frames.expressions import ColumnExpr
-from framelab.frames.images.read import ReadOptions, image_scan
 from framelab.frames.readers import Readers
 from framelab.frames.subsets import Subsets
 from framelab.frames.vectors import is_vector_type, vectors_to_numpy
 from framelab.platform.client import on_cluster
+
+if TYPE_CHECKING:  # the image reader brings PIL: imported only when images are read
+    from framelab.frames.images.read import ReadOptions
 
 Expr = pl.Expr | ColumnExpr | Callable[[dict], Any]
 
@@ -616,8 +618,7 @@ def read_images(paths: str | Sequence[str], options: ReadOptions | None = None, 
         >>> frame.head(2).to_pydict()["label"]
         ['ewer', 'ewer']
     """
-    # The reader describes a plan node (images.read, below this module); a Frame is the user's handle on it.
-    return Frame._make(image_scan(paths, ReadOptions.of(options, **overrides)))
+    return Frame.read_images(paths, options=options, **overrides)
 
 
 __all__ = ["Frame", "read_images"]

@@ -17,7 +17,6 @@ import pyarrow as pa
 
 from framelab.frames import logical, sources
 from framelab.frames.errors import InputError
-from framelab.frames.images.read import ReadOptions, image_scan
 
 if TYPE_CHECKING:
     from framelab.frames.frame import Frame
@@ -146,6 +145,9 @@ class Readers:
             >>> Frame.read_images(str(folder), label_from="folder").columns
             ['image', 'path', 'label', 'error']
         """
+        # Here, not at the top: the image reader brings PIL, loaded only once images are read.
+        from framelab.frames.images.read import ReadOptions, image_scan
+
         return cls._make(image_scan(paths, ReadOptions.of(**options)))
 
     @classmethod
