@@ -20,8 +20,10 @@ import polars as pl
 import pyarrow as pa
 
 from framelab.frames import blockwise, conversion, logical, planner, saved, validation
+from framelab.frames.display import PlainText, frame_html, frame_text
 from framelab.frames.errors import InputError, check_columns
 from framelab.frames.expressions import ColumnExpr
+from framelab.frames.groupby import GroupBy
 from framelab.frames.readers import Readers
 from framelab.frames.subsets import Subsets
 from framelab.frames.vectors import is_vector_type, vectors_to_numpy
@@ -113,8 +115,6 @@ class Frame(Readers, Subsets):
                   Repartition  @cluster  2 blocks, pinned to the cluster
                     InMemory  @driver  3 rows, 0.0 MB
         """
-        from framelab.frames.display import PlainText
-
         return PlainText(planner.explain(self._node))
 
     def _is_local(self) -> bool:
@@ -218,13 +218,9 @@ class Frame(Readers, Subsets):
         return Frame(table.slice(max(table.num_rows - n, 0)))
 
     def __repr__(self) -> str:
-        from framelab.frames.display import frame_text
-
         return frame_text(self)
 
     def _repr_html_(self) -> str:
-        from framelab.frames.display import frame_html
-
         return frame_html(self)
 
     def __getitem__(self, key: str | list[str]) -> Any:
@@ -506,8 +502,6 @@ class Frame(Readers, Subsets):
             >>> f.groupby("k").agg(total=agg.sum("x")).sort("k").to_pydict()
             {'k': ['a', 'b'], 'total': [4, 2]}
         """
-        from framelab.frames.groupby import GroupBy
-
         names = validation.column_list([keys])
         check_columns(names, self.columns)
         return GroupBy(self, names)

@@ -22,9 +22,12 @@ from framelab.frames import storage
 from framelab.frames.errors import InputError
 from framelab.frames.images.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, probe_image
 from framelab.frames.images.image_type import image_array, image_type
+from framelab.frames.logical import DatasetScan
 from framelab.frames.sampling import row_key_field
+from framelab.frames.validation import check_choice
 from framelab.platform import failures
 from framelab.platform.resources import FEEDER_CPUS
+from framelab.platform.session import ensure_connected
 
 if TYPE_CHECKING:
     import fsspec
@@ -95,8 +98,6 @@ class ReadOptions:
     verify: bool | str = True
 
     def __post_init__(self) -> None:
-        from framelab.frames.validation import check_choice
-
         check_choice("on_error", self.on_error, ON_ERROR)
         check_choice("label_from", self.label_from, LABEL_FROM)
         if isinstance(self.extensions, str) or not all(isinstance(e, str) for e in self.extensions):
@@ -156,8 +157,6 @@ def image_scan(paths: str | Sequence[str], options: ReadOptions) -> DatasetScan:
         >>> image_scan(str(folder.parent), ReadOptions()).describe()
         'read_images(lazy)'
     """
-    from framelab.frames.logical import DatasetScan
-
     roots = _check_paths(paths)
     fs, _ = storage.filesystem(roots[0], options.storage_options)
     with storage.translated_errors(roots[0], fs, "list images in"):
@@ -179,8 +178,6 @@ def read_images_dataset(paths: str | Sequence[str], options: ReadOptions | None 
         3
     """
     import ray.data
-
-    from framelab.platform.session import ensure_connected
 
     options = options or ReadOptions()
     roots = _check_paths(paths)
