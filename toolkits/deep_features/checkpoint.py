@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from framelab.frames import Frame
 from framelab.frames.errors import InputError
+from framelab.frames.storage import filesystem
 from framelab.platform.client import on_cluster
 from framelab.toolkits.deep_features.extractor import DeepFeatureExtractor, find_image_column
 
@@ -237,9 +238,7 @@ def _keys_of(table: pa.Table) -> list[str]:
 
 
 def _filesystem(url: str, storage_options: dict | None) -> tuple[Any, str]:
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    fs, root = filesystem(url, storage_options)
     fs.makedirs(root, exist_ok=True)
     return fs, root.rstrip("/")
 
