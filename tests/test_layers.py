@@ -4,7 +4,8 @@ uses the ones listed before it (so following any call, say Frame.join, visits ea
 Every import counts, including those inside functions; ``if TYPE_CHECKING:`` imports (type names only)
 do not. A new module of frames/ must be placed in FRAMES_ORDER. Docstring examples are code a reader
 copies and tests/test_docstrings.py runs, so their imports keep to the same layers (a frames/ example
-shows frames at work without a toolkit).
+shows frames at work without a toolkit). No import, at the top or in a function, closes a cycle: a
+function-local import is for a heavy package loaded on use.
 """
 
 from __future__ import annotations
@@ -134,3 +135,31 @@ def test_docstring_examples_import_only_their_layer_and_the_layers_below():
             if RANK.get(_layer(imported), 9) > RANK[_layer(module)]:
                 wrong.append(f"{module}'s docstring example imports {imported}")
     assert not wrong, "docstring examples importing a layer above their own:\n" + "\n".join(sorted(wrong))
+
+
+# (importer, imported): a function-local import that closes a cycle, kept until the module pair is split.
+CYCLES_ALLOWED = {
+    # create(fine_tune=...) hands over to fine_tune(), which builds the ImageClassifier it returns.
+    ("framelab.toolkits.image_classifier.image_classifier", "framelab.toolkits.image_classifier.fine_tune"),
+}
+
+
+def test_no_import_inside_a_function_closes_a_cycle():
+    """A function-local import is for a heavy package loaded on use, never to hide a cycle: for every
+    import A -> B (at the top or in a function), B must not lead back to A."""
+    graph = {module: _imports(path, module) for module, path in _module_files().items()}
+
+    def leads_to(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            module = todo.pop()
+            if module == goal:
+                return True
+            if module not in seen:
+                seen.add(module)
+                todo.extend(graph.get(module, ()))
+        return False
+
+    closing = sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets
+                     if (a, b) not in CYCLES_ALLOWED and (b, a) not in CYCLES_ALLOWED and leads_to(b, a))
+    assert not closing, "imports that close a cycle (move what both need lower):\n" + "\n".join(closing)
