@@ -136,13 +136,9 @@ class Readers:
         """Read image files (folders, files, globs, fsspec URLs) into an ``image`` column; options: :class:`~framelab.frames.images.ReadOptions`.
 
         Example:
-            >>> import pathlib, tempfile
-            >>> from PIL import Image
-            >>> folder = pathlib.Path(tempfile.mkdtemp()) / "ewer"
-            >>> folder.mkdir()
-            >>> _ = [Image.new("RGB", (8, 6)).save(folder / f"{n}.jpg") for n in range(2)]
+            >>> import tempfile
             >>> from framelab.frames import Frame
-            >>> Frame.read_images(str(folder), label_from="folder").columns
+            >>> Frame.read_images(tempfile.mkdtemp(), label_from="folder").columns   # known before any file is read
             ['image', 'path', 'label', 'error']
         """
         # Here, not at the top: the image reader brings PIL, loaded only once images are read.
