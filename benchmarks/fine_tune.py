@@ -60,7 +60,7 @@ def split(classes: int, train: int, test: int) -> tuple[list, list]:
 
 # ------------------------------------------------------------------ framelab
 def frame_of(rows: list) -> Frame:
-    from framelab.frames.images import read_images
+    from framelab.frames import read_images
 
     frame = read_images([p for p, _ in rows], label_from="folder")
     return frame.materialize()

@@ -26,8 +26,7 @@ DEFAULT_DATA = Path(__file__).resolve().parents[1] / "toolkits" / "datasets" / "
 
 
 def run_framelab(folder: str) -> tuple[int, float]:
-    from framelab.frames import images
-    from framelab.frames.images.read import read_images
+    from framelab.frames import images, read_images
 
     frame = read_images(folder).with_column(
         "pixels", images.col("image").resize(SIZE, SIZE).convert("RGB").decode()

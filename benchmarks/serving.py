@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import requests
 
-from framelab.frames.images import read_images
+from framelab.frames import read_images
 from framelab.platform.session import connect, session_info
 from framelab.toolkits import datasets, image_classifier, load_model, serving
 

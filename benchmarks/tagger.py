@@ -26,8 +26,7 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from framelab.frames import Frame
-from framelab.frames.images import read_images
+from framelab.frames import Frame, read_images
 from framelab.platform.session import connect, session_info
 from framelab.toolkits import datasets, deep_features, image_tagger
 from framelab.toolkits.image_tagger.scoring import TagScores

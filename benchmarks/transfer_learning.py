@@ -26,7 +26,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from framelab.frames.images import image_bytes, read_images
+from framelab.frames import read_images
+from framelab.frames.images import image_bytes
 from framelab.frames.vectors import vectors_to_numpy
 from framelab.platform.session import connect
 from framelab.toolkits import deep_features

@@ -28,6 +28,7 @@ _EXPORTS = {
     "SchemaMismatchError": ("framelab.frames.errors", "SchemaMismatchError"),
     "StorageError": ("framelab.frames.errors", "StorageError"),
     "agg": ("framelab.frames.aggregates", None),
+    "read_images": ("framelab.frames.frame", "read_images"),
     "vector_type": ("framelab.frames.vectors", "vector_type"),
     "vectors_from_numpy": ("framelab.frames.vectors", "vectors_from_numpy"),
     "vectors_to_numpy": ("framelab.frames.vectors", "vectors_to_numpy"),

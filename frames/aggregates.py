@@ -23,6 +23,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from framelab.frames.errors import InputError, check_columns
+from framelab.frames.validation import check_choice, check_fraction
+from framelab.frames.vectors import is_vector_type
+
 KINDS = ("count", "sum", "mean", "min", "max", "std", "var", "quantile", "argmax", "argmin", "count_distinct",
          "collect")
 #: Kinds that need a numeric column (sum and mean also take a vector column, element-wise).
@@ -87,9 +91,6 @@ class Aggregator:
             framelab.frames.errors.InputError: agg.std('s') needs a numeric column, but 's' is string; cast it first (with_column('s', pl.col('s').cast(pl.Float64)))
         """
         from dataclasses import replace
-
-        from framelab.frames.errors import InputError, check_columns
-        from framelab.frames.vectors import is_vector_type
 
         check_columns(self.columns(), schema.names)
         if self.column is None:
@@ -343,8 +344,6 @@ def quantile(column: str, q: float, interpolation: str = "nearest") -> Aggregato
         >>> f.groupby("k").agg(med=agg.quantile("x", 0.5, "linear"), p90=agg.quantile("x", 0.9)).to_pydict()
         {'k': ['a'], 'med': [2.5], 'p90': [4.0]}
     """
-    from framelab.frames.validation import check_choice, check_fraction
-
     q = check_fraction(q, f"quantile({column!r}, q)")
     return Aggregator("quantile", column, q=q, interpolation=check_choice("interpolation", interpolation, INTERPOLATIONS))
 
@@ -398,16 +397,12 @@ def collect(column: str, *, drop_nulls: bool = False) -> Aggregator:
 
 
 def _check_ddof(ddof: Any) -> int:
-    from framelab.frames.errors import InputError
-
     if isinstance(ddof, bool) or not isinstance(ddof, int) or ddof < 0:
         raise InputError(f"ddof must be a non-negative integer (1: sample, 0: population), got {ddof!r}")
     return ddof
 
 
 def _check_of(of: Any, kind: str) -> str:
-    from framelab.frames.errors import InputError
-
     if not isinstance(of, str):
         raise InputError(f"agg.{kind}(column, of) needs ``of``, the name of the column whose value to return; got {of!r}")
     return of

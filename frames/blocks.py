@@ -15,6 +15,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from framelab.platform.remote_errors import get
+from framelab.platform.resources import cluster_cpus
+
 # Target size of a block when a driver-side table is handed to Ray.
 BLOCK_BYTES = 64 * 1024 * 1024
 
@@ -64,8 +67,6 @@ def split_table(table: pa.Table, num_blocks: int | None = None) -> list[pa.Table
         4
     """
     if num_blocks is None:
-        from framelab.platform.resources import cluster_cpus
-
         by_size = math.ceil(table.nbytes / BLOCK_BYTES)
         num_blocks = max(by_size, int(cluster_cpus()) * 2)
     num_blocks = max(1, min(num_blocks, table.num_rows))
@@ -82,8 +83,6 @@ def fetch_blocks(refs: list, schema: Any = None) -> pa.Table:
         >>> fetch_blocks([ray.put(pa.table({"x": [1]})), ray.put(pa.table({"x": [2]}))]).num_rows
         2
     """
-    from framelab.platform.remote_errors import get
-
     tables = [t for t in get(refs) if t is not None]
     tables = [t if isinstance(t, pa.Table) else pa.Table.from_pandas(t) for t in tables]
     if not tables:

@@ -22,9 +22,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from framelab.frames.conversion import check_format, from_batch, set_column, to_batch
-from framelab.frames.errors import ExpressionError, InputError
-from framelab.frames.expressions import evaluate
+from framelab.frames.blocks import concat
+from framelab.frames.conversion import arrow_type, check_format, from_batch, set_column, to_batch
+from framelab.frames.errors import ExpressionError, InputError, check_columns
+from framelab.frames.expressions import ColumnExpr, check_blockwise, evaluate, expr_columns
+from framelab.frames.sampling import row_uniforms
 
 
 class ExprColumn:
@@ -201,8 +203,6 @@ class MapBatches:
         self.format = check_format(format)
 
     def __call__(self, block: pa.Table) -> pa.Table:
-        from framelab.frames.blocks import concat
-
         size = self.batch_size
         if size is None or block.num_rows <= size:
             return from_batch(self.fn(to_batch(block, self.format)))
@@ -229,8 +229,6 @@ class SplitPart:
         self.key = key
 
     def __call__(self, block: pa.Table) -> pa.Table:
-        from framelab.frames.sampling import row_uniforms
-
         u = row_uniforms(block, self.seed, self.key)
         return block.filter(pa.array(u < self.fraction if self.first else u >= self.fraction))
 
@@ -251,8 +249,6 @@ class RowDraws:
         self.key = key
 
     def __call__(self, block: pa.Table) -> pa.Table:
-        from framelab.frames.sampling import row_uniforms
-
         return block.append_column(self.name, pa.array(row_uniforms(block, self.seed, self.key), pa.float64()))
 
 
@@ -314,10 +310,6 @@ def column_function(expr: Any, dtype: Any, method: str, columns: list[str]) -> t
         (('x',), False)
     """
     import polars as pl
-
-    from framelab.frames.conversion import arrow_type
-    from framelab.frames.errors import check_columns
-    from framelab.frames.expressions import ColumnExpr, check_blockwise, expr_columns
 
     if isinstance(expr, (pl.Expr, ColumnExpr)):
         if isinstance(expr, pl.Expr):

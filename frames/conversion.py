@@ -15,14 +15,18 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
-from framelab.frames.errors import InputError
+from framelab.frames.errors import InputError, check_columns
 from framelab.frames.expressions import normalize_type, storage_table
+from framelab.frames.validation import check_distinct_columns
 from framelab.frames.vectors import is_vector_type, vectors_from_numpy, vectors_to_numpy
+
+if TYPE_CHECKING:  # frame.py is above this module: the name is for editors only
+    from framelab.frames.frame import Frame
 
 BATCH_FORMATS = ("arrow", "polars", "pandas", "numpy")
 
@@ -195,7 +199,7 @@ def from_batch(batch: Any) -> pa.Table:
         ) from exc
 
 
-def columns_to_numpy(frame: Any, columns: Sequence[str]) -> np.ndarray:
+def columns_to_numpy(frame: Frame, columns: Sequence[str]) -> np.ndarray:
     """Numeric columns of a frame as one ``(rows, columns)`` array of their common type (nulls: NaN).
 
     Example:
@@ -204,9 +208,6 @@ def columns_to_numpy(frame: Any, columns: Sequence[str]) -> np.ndarray:
         >>> columns_to_numpy(Frame({"a": [1, 2], "b": [3, 4]}), ["b", "a"]).tolist()
         [[3, 1], [4, 2]]
     """
-    from framelab.frames.errors import check_columns
-    from framelab.frames.validation import check_distinct_columns
-
     check_columns(columns, frame.columns)
     check_distinct_columns(list(columns), "to_numpy")
     if not columns:

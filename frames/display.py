@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from framelab.frames.cells import records_text, shorten, shortened_html
+from framelab.frames.vectors import is_vector_type
 
 if TYPE_CHECKING:
     from framelab.frames.frame import Frame
@@ -32,8 +33,6 @@ class PlainText(str):
 
 def type_name(dtype: pa.DataType) -> str:
     """A short readable name for a column type ("image", "vector[float32, 1280]", ...)."""
-    from framelab.frames.vectors import is_vector_type
-
     if isinstance(dtype, pa.ExtensionType):
         return str(getattr(dtype, "display_name", dtype.extension_name)).replace("framelab.", "")
     if is_vector_type(dtype):

@@ -28,10 +28,10 @@ import pyarrow as pa
 from framelab.frames import aggregates, joins
 from framelab.frames.blocks import concat, fetch_blocks, split_table, window
 from framelab.frames.blockwise import distinct_rows, number_rows
-from framelab.platform import failures, stalls
+from framelab.platform import failures, stalls, warm_pools
 from framelab.platform.progress import Progress
 from framelab.platform.remote_errors import get, surfaced_errors
-from framelab.platform.resources import largest_free_cpus
+from framelab.platform.resources import cluster_cpus, largest_free_cpus
 from framelab.platform.session import ensure_connected
 
 Result = Any  # a pyarrow.Table (driver) or a ray.data.Dataset (cluster)
@@ -250,8 +250,6 @@ def shuffle_join(left: Any, right: Any, keys: list[str], how: str) -> Any:
         >>> as_table(shuffle_join(l, r, ["k"], "inner")).to_pydict()
         {'k': [2], 'v': ['b']}
     """
-    from framelab.platform.resources import cluster_cpus
-
     ray_how = {"inner": "inner", "left": "left_outer", "right": "right_outer", "outer": "full_outer"}[how]
     return left.join(right, ray_how, num_partitions=max(2, int(cluster_cpus())), on=tuple(keys), right_suffix="_right")
 
@@ -460,8 +458,6 @@ def actor_map_driver(table: pa.Table, feeders: Sequence[Callable], stage: Any, p
         >>> actor_map_driver(pa.table({"x": [1]}), [], stage, PoolSize(1, 1, 0.25, 0.0)).to_pydict()
         {'x': [2]}
     """
-    from framelab.platform import warm_pools
-
     table = apply(table, feeders)
     with warm_pools.use(stage.key, functools.partial(TableWorker, stage.factory), pool_size) as pool:
         return pool.call([None], table)
@@ -487,8 +483,6 @@ def actor_map_dataset(
         >>> sorted(as_table(out).column("x").to_pylist())
         [1, 2]
     """
-    from framelab.platform import warm_pools
-
     if _has_exchange(dataset):
         # A sort, group-by or shuffle below the pool asks Ray for whole CPUs per task, and a pool of
         # fractional actors spread over small nodes leaves none whole on any node: run it first, with

@@ -13,19 +13,24 @@ Examples assume ``from framelab.frames import Frame``, ``import polars as pl``,
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
 from framelab.frames import blockwise, conversion, logical, planner, saved, validation
+from framelab.frames.display import PlainText, frame_html, frame_text
 from framelab.frames.errors import InputError, check_columns
 from framelab.frames.expressions import ColumnExpr
+from framelab.frames.groupby import GroupBy
 from framelab.frames.readers import Readers
 from framelab.frames.subsets import Subsets
 from framelab.frames.vectors import is_vector_type, vectors_to_numpy
 from framelab.platform.client import on_cluster
+
+if TYPE_CHECKING:  # the image reader brings PIL: imported only when images are read
+    from framelab.frames.images.read import ReadOptions
 
 Expr = pl.Expr | ColumnExpr | Callable[[dict], Any]
 
@@ -65,8 +70,11 @@ class Frame(Readers, Subsets):
         folder). The path returned reads as itself in a REPL and shows the page inline in a notebook.
 
         Example:
-            >>> from framelab.toolkits.datasets import caltech101_path
-            >>> Frame.read_images(str(caltech101_path() / "ewer")).head(4).explore().endswith(".html")
+            >>> import tempfile
+            >>> from PIL import Image
+            >>> folder = tempfile.mkdtemp()
+            >>> Image.new("RGB", (8, 6)).save(f"{folder}/one.png")
+            >>> Frame.read_images(folder).explore().endswith(".html")
             True
         """
         from framelab.frames.images.explore import explore
@@ -106,8 +114,6 @@ class Frame(Readers, Subsets):
                   Repartition  @cluster  2 blocks, pinned to the cluster
                     InMemory  @driver  3 rows, 0.0 MB
         """
-        from framelab.frames.display import PlainText
-
         return PlainText(planner.explain(self._node))
 
     def _is_local(self) -> bool:
@@ -211,13 +217,9 @@ class Frame(Readers, Subsets):
         return Frame(table.slice(max(table.num_rows - n, 0)))
 
     def __repr__(self) -> str:
-        from framelab.frames.display import frame_text
-
         return frame_text(self)
 
     def _repr_html_(self) -> str:
-        from framelab.frames.display import frame_html
-
         return frame_html(self)
 
     def __getitem__(self, key: str | list[str]) -> Any:
@@ -297,17 +299,24 @@ class Frame(Readers, Subsets):
         return self.with_column(output_column, fn, dtype=dtype).select(output_column)
 
     def map_batches(self, fn: Callable[[Any], Any], *, batch_size: int | None = None, format: str = "arrow",
-                    preserves_rows: bool = False, schema: pa.Schema | None = None) -> Frame:
+                    preserves_rows: bool = False, schema: pa.Schema | None = None,
+                    label: str = "map_batches") -> Frame:
         """Run ``fn`` on batches of rows in the given format; it returns a batch in the same format.
 
         Without ``schema``, ``fn`` runs on the first row to find it: give it when that run costs or has effects.
+        ``batch_size=None`` gives ``fn`` whole blocks. ``label`` names the step in :meth:`explain`.
 
         Example:
             >>> Frame({"x": [1, 2]}).map_batches(lambda df: df * 2, format="polars").to_pydict()
             {'x': [2, 4]}
+            >>> print(Frame({"x": [1]}).map_batches(lambda t: t, schema=pa.schema([("x", pa.int64())]), label="same").explain())
+            Map  @driver  same
+              InMemory  @driver  1 rows, 0.0 MB
         """
+        if not isinstance(label, str) or not label:
+            raise InputError(f"map_batches needs a non-empty label (the step's name in explain()), got {label!r}")
         step = blockwise.MapBatches(fn, batch_size, format)
-        return self._map(step, "map_batches", rowwise=False, keeps_rows=preserves_rows,
+        return self._map(step, label, rowwise=False, keeps_rows=preserves_rows,
                          schema_from_data=schema is None, schema=schema)
 
     def map_actors(self, stage: logical.ActorStage) -> Frame:
@@ -492,8 +501,6 @@ class Frame(Readers, Subsets):
             >>> f.groupby("k").agg(total=agg.sum("x")).sort("k").to_pydict()
             {'k': ['a', 'b'], 'total': [4, 2]}
         """
-        from framelab.frames.groupby import GroupBy
-
         names = validation.column_list([keys])
         check_columns(names, self.columns)
         return GroupBy(self, names)
@@ -582,4 +589,29 @@ class Frame(Readers, Subsets):
             yield conversion.to_torch_batch(batch)
 
 
-__all__ = ["Frame"]
+def read_images(paths: str | Sequence[str], options: ReadOptions | None = None, **overrides: Any) -> Frame:
+    """Read image files into a frame with an ``image`` column (plus ``path``, ``label``, ``error``).
+
+    ``paths`` is a folder, a file, a glob (``"photos/*/*.jpg"``), or a list
+    of them; local paths or fsspec URLs (``s3://``, ``gs://``, ``file://``).
+    The options are :class:`ReadOptions`' fields, given as ``options=`` or as
+    keywords. Nothing is read until a result is asked for; the columns are
+    known at once.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> from PIL import Image
+        >>> folder = pathlib.Path(tempfile.mkdtemp()) / "ewer"
+        >>> folder.mkdir()
+        >>> _ = [Image.new("RGB", (8, 6)).save(folder / f"{n}.jpg") for n in range(3)]
+        >>> from framelab.frames import read_images
+        >>> frame = read_images(str(folder), label_from="folder")
+        >>> frame.columns
+        ['image', 'path', 'label', 'error']
+        >>> frame.head(2).to_pydict()["label"]
+        ['ewer', 'ewer']
+    """
+    return Frame.read_images(paths, options=options, **overrides)
+
+
+__all__ = ["Frame", "read_images"]

@@ -34,9 +34,11 @@ from typing import Any, NamedTuple
 import fsspec
 import pyarrow as pa
 
+from framelab.frames.blocks import concat
 from framelab.frames.errors import InputError
 from framelab.frames.predicates import Pushdown
 from framelab.frames.storage import arrow_filesystem
+from framelab.platform.session import ensure_connected
 
 SUFFIXES = {
     "parquet": (".parquet", ".pq"),
@@ -233,8 +235,6 @@ def read_table(
         >>> read_table("parquet", fsspec.filesystem("file"), [path], ReadSpec(columns=("y",))).to_pydict()
         {'y': ['a', 'b']}
     """
-    from framelab.frames.blocks import concat
-
     spec = spec or ReadSpec()
     partitions = partitions or {}
     target = None
@@ -283,8 +283,6 @@ def read_dataset(
         2
     """
     import ray.data
-
-    from framelab.platform.session import ensure_connected
 
     ensure_connected()
     spec = spec or ReadSpec()

@@ -32,6 +32,7 @@ from typing import Any
 import pyarrow as pa
 
 from framelab.frames import aggregates, io, joins
+from framelab.frames.errors import check_columns
 
 
 class Node:
@@ -175,8 +176,6 @@ class FileScan(Node):
     def _compute_schema(self) -> pa.Schema:
         schema = self.file_schema()
         if self.columns is not None:
-            from framelab.frames.errors import check_columns
-
             check_columns(self.columns, schema.names)
             schema = pa.schema([schema.field(c) for c in self.columns], metadata=schema.metadata)
         return schema

@@ -48,9 +48,12 @@ from framelab.frames import execution, io, logical
 from framelab.frames.aggregates import PartialAggregate, aggregate_table, finalize
 from framelab.frames.blocks import concat, fetch_blocks, window
 from framelab.frames.blockwise import RenameColumns, SelectColumns, distinct_rows, number_rows
+from framelab.frames.expressions import expr_columns
 from framelab.frames.joins import join_tables
 from framelab.frames.predicates import Pushdown, pushdown
+from framelab.frames.sources import READ_RETRIES, reread_saved
 from framelab.platform.client import in_client_session, on_cluster
+from framelab.platform.resources import cluster_facts, plan_feeding_tasks, plan_model_pool
 
 # Frames whose data is at most this many bytes run in the driver.
 LOCAL_BYTES = int(os.environ.get("FRAMELAB_LOCAL_BYTES", 256 * 1024 * 1024))
@@ -179,8 +182,6 @@ def table(node: logical.Node, schema: pa.Schema | None = None) -> pa.Table:
         >>> table(Frame({"x": [1, 2]}).repartition(2)._node).num_rows
         2
     """
-    from framelab.frames.sources import READ_RETRIES, reread_saved
-
     for attempt in range(READ_RETRIES + 1):
         try:
             return execution.as_table(result(node), schema, label(node), known_rows(node))
@@ -553,8 +554,6 @@ class _Builder:
                     lambda r: execution.repartition(r, n), pinned=True)
 
     def _ActorMap(self, node: logical.ActorMap, needed: Needed, filters: tuple) -> Step:
-        from framelab.platform.resources import cluster_facts, plan_feeding_tasks, plan_model_pool
-
         stage = node.stage
         child = self.build(node.input, None, ())
         # The block-wise steps right below feed the pool (decoding): they run as its feeding tasks.
@@ -622,8 +621,6 @@ def _passes_filters(node: logical.Node) -> bool:
 
 def _without(filters: tuple, columns: tuple) -> tuple:
     """The filters that read none of ``columns`` (those written or renamed below them stay put)."""
-    from framelab.frames.expressions import expr_columns
-
     return tuple(f for f in filters if not set(expr_columns(f)) & set(columns))
 
 

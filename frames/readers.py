@@ -136,11 +136,12 @@ class Readers:
         """Read image files (folders, files, globs, fsspec URLs) into an ``image`` column; options: :class:`~framelab.frames.images.ReadOptions`.
 
         Example:
+            >>> import tempfile
             >>> from framelab.frames import Frame
-            >>> from framelab.toolkits.datasets import caltech101_path
-            >>> Frame.read_images(str(caltech101_path() / "ewer"), label_from="folder").columns
+            >>> Frame.read_images(tempfile.mkdtemp(), label_from="folder").columns   # known before any file is read
             ['image', 'path', 'label', 'error']
         """
+        # Here, not at the top: the image reader brings PIL, loaded only once images are read.
         from framelab.frames.images.read import ReadOptions, image_scan
 
         return cls._make(image_scan(paths, ReadOptions.of(**options)))

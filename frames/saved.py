@@ -58,8 +58,11 @@ import fsspec
 import pyarrow as pa
 
 from framelab.frames import commits, storage
+from framelab.frames.blocks import concat
 from framelab.frames.errors import InputError, SchemaMismatchError
 from framelab.frames.storage import write_atomically
+from framelab.frames.validation import check_choice
+from framelab.platform.remote_errors import get, surfaced_errors
 
 MANIFEST_FILE = "_framelab_manifest.json"
 FORMAT = "framelab.frame"
@@ -248,8 +251,6 @@ def save(result: Any, schema: pa.Schema, url: str, *, mode: str = "overwrite", s
         >>> saved.read_manifest(*saved.storage.filesystem(folder)).num_rows
         2
     """
-    from framelab.frames.validation import check_choice
-
     check_choice("mode", mode, MODES)
     fs, root = storage.filesystem(url, storage_options)
     root = root.rstrip("/") or root
@@ -351,9 +352,6 @@ def _check_same_schema(old: pa.Schema, new: pa.Schema, url: str) -> None:
 
 def _write_parts(result: Any, schema: pa.Schema, fs: fsspec.AbstractFileSystem, staging: str) -> list[tuple[str, int, int, str]]:
     """Write the rows as Parquet files in ``staging``; (path, rows, bytes, sha256) of each, in row order."""
-    from framelab.frames.blocks import concat
-    from framelab.platform.remote_errors import get, surfaced_errors
-
     fs.makedirs(staging, exist_ok=True)
     writer = _WritePart(fs, staging, schema)
     if isinstance(result, pa.Table):

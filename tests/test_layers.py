@@ -2,12 +2,16 @@
 uses the ones listed before it (so following any call, say Frame.join, visits each module once, in order).
 
 Every import counts, including those inside functions; ``if TYPE_CHECKING:`` imports (type names only)
-do not. A new module of frames/ must be placed in FRAMES_ORDER.
+do not. A new module of frames/ must be placed in FRAMES_ORDER. Docstring examples are code a reader
+copies and tests/test_docstrings.py runs, so their imports keep to the same layers (a frames/ example
+shows frames at work without a toolkit). No import, at the top or in a function, closes a cycle: a
+function-local import is for a heavy package loaded on use.
 """
 
 from __future__ import annotations
 
 import ast
+import doctest
 import importlib
 import inspect
 from pathlib import Path
@@ -25,10 +29,7 @@ FRAMES_ORDER = [
     "display", "images.summaries", "images.page", "images.explore", "logical", "sources", "images.read", "execution", "planner", "groupby", "readers", "subsets", "frame",
 ]
 # (importer, imported): upward imports with a reason.
-ALLOWED = {
-    # read_images() is a convenience constructor: it builds a plan node and hands it to a Frame.
-    ("images.read", "frame"),
-}
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def _module_files() -> dict[str, Path]:
@@ -74,6 +75,29 @@ def _defining_module(package: str, name: str) -> str:
     return package  # a constant: the module it was imported from
 
 
+def _example_imports(path: Path) -> set[str]:
+    """The framelab modules imported by the docstring examples of ``path`` (module, classes, functions)."""
+    tree = ast.parse(path.read_text())
+    docstrings = [ast.get_docstring(n, clean=True) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
+    parser = doctest.DocTestParser()
+    out = set()
+    for doc in filter(None, docstrings):
+        for example in parser.get_examples(doc):
+            try:
+                code = ast.parse(example.source)
+            except SyntaxError:
+                continue  # not Python a reader could copy either; test_docstrings reports it
+            for node in ast.walk(code):
+                if isinstance(node, ast.Import):
+                    out.update(a.name for a in node.names if a.name.startswith("framelab"))
+                elif isinstance(node, ast.ImportFrom) and node.module == "framelab":
+                    out.update(f"framelab.{a.name}" for a in node.names)  # from framelab import toolkits
+                elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("framelab."):
+                    out.add(node.module)
+    return out
+
+
 def _layer(module: str) -> str:
     return ".".join(module.split(".")[:2])
 
@@ -102,3 +126,40 @@ def test_inside_frames_every_module_imports_only_the_modules_before_it():
             if position[other] >= position[name]:
                 wrong.append(f"{name} imports {other}")
     assert not wrong, "frames modules importing a module at or above their place:\n" + "\n".join(wrong)
+
+
+def test_docstring_examples_import_only_their_layer_and_the_layers_below():
+    wrong = []
+    for module, path in _module_files().items():
+        for imported in _example_imports(path):
+            if RANK.get(_layer(imported), 9) > RANK[_layer(module)]:
+                wrong.append(f"{module}'s docstring example imports {imported}")
+    assert not wrong, "docstring examples importing a layer above their own:\n" + "\n".join(sorted(wrong))
+
+
+# (importer, imported): a function-local import that closes a cycle, kept until the module pair is split.
+CYCLES_ALLOWED = {
+    # create(fine_tune=...) hands over to fine_tune(), which builds the ImageClassifier it returns.
+    ("framelab.toolkits.image_classifier.image_classifier", "framelab.toolkits.image_classifier.fine_tune"),
+}
+
+
+def test_no_import_inside_a_function_closes_a_cycle():
+    """A function-local import is for a heavy package loaded on use, never to hide a cycle: for every
+    import A -> B (at the top or in a function), B must not lead back to A."""
+    graph = {module: _imports(path, module) for module, path in _module_files().items()}
+
+    def leads_to(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            module = todo.pop()
+            if module == goal:
+                return True
+            if module not in seen:
+                seen.add(module)
+                todo.extend(graph.get(module, ()))
+        return False
+
+    closing = sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets
+                     if (a, b) not in CYCLES_ALLOWED and (b, a) not in CYCLES_ALLOWED and leads_to(b, a))
+    assert not closing, "imports that close a cycle (move what both need lower):\n" + "\n".join(closing)

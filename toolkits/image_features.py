@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from framelab.frames.errors import InputError
+from framelab.platform import failures
+from framelab.toolkits.deep_features import find_image_column
 from framelab.toolkits.provenance import provenance_of
 
 if TYPE_CHECKING:
@@ -34,8 +36,6 @@ def image_column_or_none(schema: pa.Schema) -> str | None:
         >>> image_column_or_none(pa.schema([("x", pa.int64())])) is None
         True
     """
-    from framelab.toolkits.deep_features import find_image_column
-
     try:
         return find_image_column(schema, None)
     except InputError:
@@ -83,8 +83,6 @@ def drop_rows_without_features(frame: Frame, column: str, stage: str, toolkit: s
         2
     """
     import polars as pl
-
-    from framelab.platform import failures
 
     frame = frame.materialize()
     total = frame.num_rows()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from framelab.platform.client import on_cluster
+from framelab.toolkits.model_io import save_model
 
 if TYPE_CHECKING:
     from framelab.toolkits.model_io import SavedModel
@@ -97,8 +98,6 @@ class Model:
             >>> load_model(path).classes
             ['a', 'b']
         """
-        from framelab.toolkits.model_io import save_model
-
         metadata, arrays = self._state()
         save_model(url, self.kind, metadata, arrays, files=self._files(), storage_options=storage_options)
 

@@ -19,6 +19,7 @@ from framelab.frames import Frame
 from framelab.frames.errors import InputError
 from framelab.frames.images.explore import MAX_ROWS, Views, explore
 from framelab.frames.validation import check_positive_int
+from framelab.toolkits.image_features import with_features
 
 ROW = "row_id"
 
@@ -113,8 +114,6 @@ def similarity_page(model: Any, frame: Frame, path: str | None = None, k: int = 
         >>> similarity_page(model, photos, k=2)  # doctest: +SKIP
         '/tmp/framelab-explore-....html'
     """
-    from framelab.toolkits.image_features import with_features
-
     k = check_positive_int(k, "k")
     key = model.neighbors.label if model.neighbors.label in frame.schema.names else ROW
     n = model.num_rows

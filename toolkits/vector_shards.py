@@ -26,6 +26,8 @@ import numpy as np
 import pyarrow as pa
 
 from framelab.frames.errors import ColumnNotFoundError, InputError
+from framelab.platform import failures
+from framelab.platform.resources import resident_pool
 from framelab.toolkits.features import FeatureEncoder, check_frame, merge_observations
 
 if TYPE_CHECKING:
@@ -188,8 +190,6 @@ class VectorShards:
 
     def report_absent(self, toolkit: str, action: str) -> None:
         """Count the rows without features in one warning (see :mod:`framelab.platform.failures`)."""
-        from framelab.platform import failures
-
         if self.num_absent:
             examples = [f"row {i}: no {', '.join(self.encoder.names)}" for i in self.absent_examples]
             failures.report(toolkit, self.num_absent, self.num_rows, examples, action=action)
@@ -257,8 +257,6 @@ def open_vector_shards(
     num_shards = plan_shards(dataset.size_bytes())
     kwargs: dict[str, Any] = {}
     if num_shards > 1 and resident:
-        from framelab.platform.resources import resident_pool
-
         pool = resident_pool(use_gpu=use_gpu)
         num_shards = min(num_shards, pool.max_size) if not use_gpu else pool.max_size
         kwargs = {"cpus_per_shard": pool.num_cpus, "gpus_per_shard": pool.num_gpus, "threads_per_shard": 1}

@@ -35,7 +35,7 @@ from framelab.frames.images.image_type import (
     restore_image_columns,
 )
 from framelab.frames.images.ops import ImageExpr, col
-from framelab.frames.images.read import ReadOptions, read_images
+from framelab.frames.images.read import ReadOptions
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -61,7 +61,6 @@ __all__ = [
     "pixels_to_numpy",
     "pixels_type",
     "probe_image",
-    "read_images",
     "restore_image_columns",
     "to_numpy",
 ]

@@ -27,6 +27,7 @@ from framelab.frames.images.display import THUMBNAIL_SIZE, cell_html, image_colu
 from framelab.frames.images.image_type import image_bytes
 from framelab.frames.images.page import ExplorePage, page_path
 from framelab.frames.images.summaries import column_kind, json_safe, summarize
+from framelab.frames.vectors import vectors_to_numpy
 
 if TYPE_CHECKING:
     from framelab.frames.frame import Frame
@@ -93,9 +94,14 @@ def explore(
     :class:`Views`).
 
     Example:
+        >>> import pathlib, tempfile
+        >>> from PIL import Image
+        >>> folder = pathlib.Path(tempfile.mkdtemp()) / "ewer"
+        >>> folder.mkdir()
+        >>> _ = [Image.new("RGB", (8, 6)).save(folder / f"{n}.jpg") for n in range(6)]
+        >>> from framelab.frames import Frame
         >>> from framelab.frames.images.explore import explore
-        >>> from framelab.toolkits.datasets import caltech101
-        >>> page = explore(caltech101(classes=["ewer"], per_class=6), page_size=3)
+        >>> page = explore(Frame.read_images(str(folder.parent), label_from="folder"), page_size=3)
         >>> page.endswith(".html"), "6 of 6 rows" in open(page).read()
         (True, True)
     """
@@ -148,8 +154,6 @@ def _embedding_column(schema: pa.Schema, embedding: str | None) -> str | None:
 
 def _rows(frame: Frame, images: list[str], size: int, embedding: str | None) -> tuple[list[dict], np.ndarray | None]:
     """Each row's thumbnails, its values (what the page filters and sorts on) and its cells (what it shows)."""
-    from framelab.frames.vectors import vectors_to_numpy
-
     schema = frame.schema
     kinds = {f.name: column_kind(f) for f in schema}
     rows: list[dict] = []

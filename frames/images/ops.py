@@ -39,6 +39,7 @@ from framelab.frames.images.image_type import (
     image_array,
     image_bytes,
     image_formats,
+    image_type,
     is_encoded_type,
     pixel_limits,
     pixels_array,
@@ -188,8 +189,6 @@ class ImageExpr(ColumnExpr):
         return [self.column]
 
     def output_type(self, schema: pa.Schema | None) -> pa.DataType | None:
-        from framelab.frames.images.image_type import image_type
-
         if self.output == "image":
             return image_type()
         shape = self._static_shape()

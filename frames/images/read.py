@@ -22,14 +22,16 @@ from framelab.frames import storage
 from framelab.frames.errors import InputError
 from framelab.frames.images.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, probe_image
 from framelab.frames.images.image_type import image_array, image_type
+from framelab.frames.logical import DatasetScan
 from framelab.frames.sampling import row_key_field
+from framelab.frames.validation import check_choice
 from framelab.platform import failures
 from framelab.platform.resources import FEEDER_CPUS
+from framelab.platform.session import ensure_connected
 
 if TYPE_CHECKING:
     import fsspec
 
-    from framelab.frames.frame import Frame
     from framelab.frames.logical import DatasetScan
 
 DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp")
@@ -96,8 +98,6 @@ class ReadOptions:
     verify: bool | str = True
 
     def __post_init__(self) -> None:
-        from framelab.frames.validation import check_choice
-
         check_choice("on_error", self.on_error, ON_ERROR)
         check_choice("label_from", self.label_from, LABEL_FROM)
         if isinstance(self.extensions, str) or not all(isinstance(e, str) for e in self.extensions):
@@ -144,41 +144,15 @@ class ReadOptions:
         return pa.schema(fields_)
 
 
-def read_images(paths: str | Sequence[str], options: ReadOptions | None = None, **overrides: Any) -> Frame:
-    """Read image files into a frame with an ``image`` column (plus ``path``, ``label``, ``error``).
-
-    ``paths`` is a folder, a file, a glob (``"photos/*/*.jpg"``), or a list
-    of them; local paths or fsspec URLs (``s3://``, ``gs://``, ``file://``).
-    The options are :class:`ReadOptions`' fields, given as ``options=`` or as
-    keywords. Nothing is read until a result is asked for; the columns are
-    known at once.
-
-    Example:
-        >>> from framelab.frames.images import read_images
-        >>> from framelab.toolkits.datasets import caltech101_path
-        >>> frame = read_images(str(caltech101_path() / "ewer"), label_from="folder")
-        >>> frame.columns
-        ['image', 'path', 'label', 'error']
-        >>> frame.head(2).to_pydict()["label"]
-        ['ewer', 'ewer']
-    """
-    # The reader describes a plan node; a Frame is the user's handle on it.
-    from framelab.frames.frame import Frame
-
-    return Frame._make(image_scan(paths, ReadOptions.of(options, **overrides)))
-
-
 def image_scan(paths: str | Sequence[str], options: ReadOptions) -> DatasetScan:
     """The plan's source node for a read: paths checked now, the Ray Data pipeline built on first use.
 
     Example:
+        >>> import tempfile
         >>> from framelab.frames.images.read import ReadOptions, image_scan
-        >>> from framelab.toolkits.datasets import caltech101_path
-        >>> image_scan(str(caltech101_path()), ReadOptions()).describe()
+        >>> image_scan(tempfile.mkdtemp(), ReadOptions()).describe()   # nothing is read yet
         'read_images(lazy)'
     """
-    from framelab.frames.logical import DatasetScan
-
     roots = _check_paths(paths)
     fs, _ = storage.filesystem(roots[0], options.storage_options)
     with storage.translated_errors(roots[0], fs, "list images in"):
@@ -187,17 +161,18 @@ def image_scan(paths: str | Sequence[str], options: ReadOptions) -> DatasetScan:
 
 
 def read_images_dataset(paths: str | Sequence[str], options: ReadOptions | None = None) -> Any:
-    """The lazy ``ray.data.Dataset`` behind :func:`read_images`.
+    """The lazy ``ray.data.Dataset`` behind :meth:`Frame.read_images <framelab.frames.frame.Frame.read_images>`.
 
     Example:
+        >>> import tempfile
+        >>> from PIL import Image
         >>> from framelab.frames.images.read import read_images_dataset
-        >>> from framelab.toolkits.datasets import caltech101_path
-        >>> read_images_dataset(str(caltech101_path() / "ewer")).count()
-        60
+        >>> folder = tempfile.mkdtemp()
+        >>> Image.new("RGB", (8, 6)).save(f"{folder}/one.png")
+        >>> read_images_dataset(folder).count()
+        1
     """
     import ray.data
-
-    from framelab.platform.session import ensure_connected
 
     options = options or ReadOptions()
     roots = _check_paths(paths)

@@ -32,7 +32,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from framelab.frames.display import type_name
 from framelab.frames.images.image_type import is_image_type
+from framelab.frames.vectors import is_vector_type, vectors_to_numpy
 
 if TYPE_CHECKING:
     from framelab.frames.frame import Frame
@@ -54,8 +56,6 @@ def column_kind(field: pa.Field) -> str:
         >>> column_kind(pa.field("x", pa.float32())), column_kind(pa.field("tags", pa.list_(pa.string())))
         ('number', 'items')
     """
-    from framelab.frames.vectors import is_vector_type
-
     t = field.type
     if is_image_type(t):
         return "image"
@@ -143,8 +143,6 @@ def _partial(field: pa.Field, column: pa.ChunkedArray, errors: pa.ChunkedArray |
             failed = pc.sum(pc.and_(pc.is_null(storage), pc.is_valid(errors))).as_py() or 0
             out["errors"], out["missing"] = failed, out["missing"] - failed
     elif kind == "vector":
-        from framelab.frames.vectors import vectors_to_numpy
-
         out["dimension"] = field.type.list_size
         matrix = vectors_to_numpy(column.drop_null()).astype(np.float64)
         norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix)) if matrix.size else np.zeros(0)
@@ -322,8 +320,6 @@ def _histogram(values: np.ndarray, weights: np.ndarray, low: float | None, high:
 
 
 def _type_name(dtype: pa.DataType) -> str:
-    from framelab.frames.display import type_name
-
     return type_name(dtype)
 
 

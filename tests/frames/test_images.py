@@ -38,7 +38,7 @@ def read_images(paths, **kwargs) -> Frame:
     """Frame.read_images once the lead has wired it; the module function until then."""
     if hasattr(Frame, "read_images"):
         return Frame.read_images(paths, **kwargs)
-    from framelab.frames.images.read import read_images as read
+    from framelab.frames import read_images as read
 
     return read(paths, **kwargs)
 

@@ -27,7 +27,7 @@ CHROMIUM_FLAGS = [
 def _read(path: str, **kwargs) -> Frame:
     if hasattr(Frame, "read_images"):
         return Frame.read_images(path, **kwargs)
-    from framelab.frames.images.read import read_images
+    from framelab.frames import read_images
 
     return read_images(path, **kwargs)
 

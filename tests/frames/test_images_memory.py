@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent(
     # address="local": always a fresh Ray of our own, even if a `ray start` cluster is up.
     ray.init(address="local", num_cpus=2, object_store_memory=int(sys.argv[2]), include_dashboard=False)
     from framelab.frames import images
-    from framelab.frames.images.read import read_images
+    from framelab.frames import read_images
     frame = read_images(sys.argv[1]).with_column(
         "small", images.col("image").resize(8, 8).convert("RGB").decode()
     )

@@ -15,8 +15,7 @@ import torchvision
 from PIL import Image
 from torchvision import transforms as T
 
-from framelab.frames import ColumnNotFoundError, Frame, InputError
-from framelab.frames.images import read_images
+from framelab.frames import ColumnNotFoundError, Frame, InputError, read_images
 from framelab.frames.vectors import vectors_to_numpy
 from framelab.toolkits import deep_features
 from framelab.toolkits.deep_features import DeepFeatureExtractor, Preprocessing, provenance_of

@@ -14,8 +14,7 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from framelab.frames import Frame, InputError, vectors_from_numpy
-from framelab.frames.images import read_images
+from framelab.frames import Frame, InputError, read_images, vectors_from_numpy
 from framelab.toolkits import datasets, deep_features, image_tagger, load_model
 from framelab.toolkits.deep_features import DeepFeatureExtractor, Preprocessing
 from framelab.toolkits.image_tagger import tags

@@ -17,8 +17,7 @@ from browser import Browser
 from caltech_folders import copy_caltech
 from PIL import Image
 
-from framelab.frames import Frame, vectors_from_numpy
-from framelab.frames.images import read_images
+from framelab.frames import Frame, read_images, vectors_from_numpy
 from framelab.toolkits import (
     deep_features,
     image_classifier,

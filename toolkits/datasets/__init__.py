@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from framelab.frames.errors import InputError
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -43,7 +45,6 @@ def caltech101(classes: Sequence[str] | None = None, per_class: int | None = Non
         60
     """
     from framelab.frames import Frame
-    from framelab.frames.errors import InputError
 
     root = caltech101_path()
     read_options.setdefault("label_from", "folder")

@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from framelab.frames import Frame
 from framelab.frames.errors import InputError
+from framelab.frames.storage import filesystem
 from framelab.platform.client import on_cluster
 from framelab.toolkits.deep_features.extractor import DeepFeatureExtractor, find_image_column
 
@@ -36,6 +37,8 @@ from framelab.toolkits.deep_features.extractor import DeepFeatureExtractor, find
 KEY_COLUMN = "_framelab_content_hash"
 PATH_COLUMN = "path"
 _TMP_PREFIX = ".tmp-"
+# What the write step gives back: a row count per part written.
+_WRITTEN = pa.schema([("rows", pa.int64())])
 
 log = logging.getLogger(__name__)
 
@@ -68,30 +71,54 @@ def extract_resumable(
         >>> resume_plan(photos, url)      # the same call on all 6 would compute only 2
         {'done': 4, 'todo': 2}
     """
-    image_column = find_image_column(frame.schema, image_column)
-    if PATH_COLUMN not in frame.columns:
-        raise InputError(
-            f"checkpoint= keys rows by path and image content; the frame has no {PATH_COLUMN!r} column "
-            f"(read_images(include_paths=True) adds it). Columns: {', '.join(frame.columns)}"
-        )
+    image_column = _checked_image_column(frame, image_column)
     fs, root = _filesystem(checkpoint, checkpoint_storage_options)
     _remove_unfinished(fs, root)
     done = written_keys(checkpoint, checkpoint_storage_options)
     if done:
         log.info("resuming from %s: %d row(s) already extracted", checkpoint, len(done))
-    # Ray Data stages under the frames (declaring the schema, so nothing runs to find it out).
-    skip = _SkipDone(image_column, done)
-    todo = Frame.from_ray(
-        frame.to_ray().map_batches(skip, batch_format="pyarrow", batch_size=None), schema=frame.schema
-    )
+    # Running the plan writes the parts as blocks finish; only a count per part comes back.
+    resumable_plan(frame, checkpoint, done, image_column=image_column,
+                   checkpoint_storage_options=checkpoint_storage_options, **extract_args).materialize()
+    result = Frame.read_parquet(checkpoint, storage_options=checkpoint_storage_options)
+    return result.drop(KEY_COLUMN)
+
+
+def resumable_plan(
+    frame: Frame,
+    checkpoint: str,
+    done: frozenset[str] = frozenset(),
+    *,
+    image_column: str | None = None,
+    checkpoint_storage_options: dict | None = None,
+    **extract_args: Any,
+) -> Frame:
+    """The frame's plan for a resumable run: skip the ``done`` keys, extract, write each block as a part.
+
+    Nothing runs until a result is asked for; its rows are a count per part written. The skip
+    runs block by block right below the extractor's decoding, so the planner makes it part of
+    the tasks that feed the model (``explain()`` shows it there).
+
+    Example:
+        >>> import tempfile
+        >>> from framelab.frames import Frame
+        >>> from framelab.toolkits import datasets
+        >>> photos = Frame.read_images(str(datasets.caltech101_path() / "ewer")).repartition(2)
+        >>> steps = resumable_plan(photos, tempfile.mkdtemp(), device="cpu").explain()
+        >>> print(steps.splitlines()[0])
+        Map  @cluster  write checkpoint parts
+        >>> "fed by [skip rows the checkpoint holds" in steps
+        True
+    """
+    image_column = _checked_image_column(frame, image_column)
+    fs, root = _filesystem(checkpoint, checkpoint_storage_options)
+    # Schemas declared, so nothing runs to find them out.
+    todo = frame.map_batches(_SkipDone(image_column, done), schema=frame.schema,
+                             label="skip rows the checkpoint holds")
     output_column = extract_args.pop("output_column", "deep_features")
     extractor = DeepFeatureExtractor(extract_args.pop("model", "mobilenet_v2"), **extract_args)
     featured = extractor.transform(todo, image_column=image_column, output_column=output_column)
-    # Running the pipeline writes the parts as blocks finish; only a count per part comes back.
-    write = _WritePart(fs, root, image_column)
-    featured.to_ray().map_batches(write, batch_format="pyarrow", batch_size=None).materialize()
-    result = Frame.read_parquet(checkpoint, storage_options=checkpoint_storage_options)
-    return result.drop(KEY_COLUMN)
+    return featured.map_batches(_WritePart(fs, root, image_column), schema=_WRITTEN, label="write checkpoint parts")
 
 
 def resume_plan(frame: Frame, checkpoint: str, *, image_column: str | None = None,
@@ -109,8 +136,8 @@ def resume_plan(frame: Frame, checkpoint: str, *, image_column: str | None = Non
     image_column = find_image_column(frame.schema, image_column)
     done = written_keys(checkpoint, checkpoint_storage_options)
     schema = pa.schema([(PATH_COLUMN, pa.string()), (KEY_COLUMN, pa.string())])
-    keys = Frame.from_ray(frame.to_ray().map_batches(_Keys(image_column), batch_format="pyarrow"),
-                          schema=schema).to_arrow()
+    keys = frame.map_batches(_Keys(image_column), preserves_rows=True, schema=schema,
+                             label="checkpoint keys").to_arrow()
     found = sum(1 for k in _keys_of(keys) if k in done)
     return {"done": found, "todo": keys.num_rows - found}
 
@@ -133,6 +160,17 @@ def written_keys(checkpoint: str, storage_options: dict | None = None) -> frozen
         with fs.open(part, "rb") as f:
             keys.update(_keys_of(pq.read_table(f, columns=[PATH_COLUMN, KEY_COLUMN])))
     return frozenset(keys)
+
+
+def _checked_image_column(frame: Frame, image_column: str | None) -> str:
+    """The image column the keys hash, once the frame is known to have the paths they also need."""
+    image_column = find_image_column(frame.schema, image_column)
+    if PATH_COLUMN not in frame.columns:
+        raise InputError(
+            f"checkpoint= keys rows by path and image content; the frame has no {PATH_COLUMN!r} column "
+            f"(read_images(include_paths=True) adds it). Columns: {', '.join(frame.columns)}"
+        )
+    return image_column
 
 
 def _content_hashes(table: pa.Table, image_column: str) -> pa.Array:
@@ -181,7 +219,7 @@ class _WritePart:
         import pyarrow.parquet as pq
 
         if table.num_rows == 0:
-            return pa.table({"rows": pa.array([], pa.int64())})
+            return _WRITTEN.empty_table()
         table = table.append_column(KEY_COLUMN, _content_hashes(table, self.image_column))
         table = table.drop_columns([self.image_column])
         name = hashlib.blake2b("\n".join(sorted(_keys_of(table))).encode(), digest_size=16).hexdigest()
@@ -190,7 +228,7 @@ class _WritePart:
         with self.fs.open(tmp, "wb") as f:
             pq.write_table(table, f)
         self.fs.mv(tmp, final)
-        return pa.table({"rows": pa.array([table.num_rows], pa.int64())})
+        return pa.table({"rows": pa.array([table.num_rows], pa.int64())}, schema=_WRITTEN)
 
 
 def _keys_of(table: pa.Table) -> list[str]:
@@ -200,9 +238,7 @@ def _keys_of(table: pa.Table) -> list[str]:
 
 
 def _filesystem(url: str, storage_options: dict | None) -> tuple[Any, str]:
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    fs, root = filesystem(url, storage_options)
     fs.makedirs(root, exist_ok=True)
     return fs, root.rstrip("/")
 

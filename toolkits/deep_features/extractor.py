@@ -18,16 +18,24 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 
-from framelab.frames import ActorStage
+from framelab.frames import ActorStage, Frame
 from framelab.frames.errors import InputError, check_columns
-from framelab.frames.images import is_encoded_type
+from framelab.frames.images import IMAGE_TYPE_NAME, is_encoded_type, is_image_type
 from framelab.frames.validation import check_choice
 from framelab.frames.vectors import vector_type
+from framelab.platform.resources import cluster_facts, plan_model_pool
+from framelab.platform.warm_pools import session_token
 from framelab.toolkits.deep_features.decode import PIXELS_COLUMN
 from framelab.toolkits.deep_features.preprocessing import Preprocessing
 from framelab.toolkits.deep_features.registry import Architecture, architecture
+from framelab.toolkits.deep_features.weights import (
+    load_weights,
+    state_dict_sha256,
+    weights_from_bytes,
+)
 from framelab.toolkits.provenance import with_provenance
 
 if TYPE_CHECKING:
@@ -310,9 +318,6 @@ class DeepFeatureExtractor:
             >>> featured.to_numpy("deep_features").shape
             (2, 1280)
         """
-        from framelab.frames import Frame
-        from framelab.platform.resources import cluster_facts, plan_model_pool
-
         if not isinstance(frame, Frame):
             raise InputError(f"transform expects a framelab Frame, got {type(frame).__name__}")
         schema = frame.schema
@@ -368,8 +373,6 @@ class DeepFeatureExtractor:
         """The network and weights in the object store, once per Ray session (in a list, so Ray passes the ref)."""
         import ray
 
-        from framelab.platform.warm_pools import session_token
-
         session = session_token()
         if self._network is None or self._network[0] != session:
             r = self._resolve()
@@ -413,7 +416,7 @@ def find_image_column(schema: pa.Schema, name: str | None = None) -> str:
         described = ", ".join(f"{f.name!r} ({_type_name(f)})" for f in schema) or "(no columns)"
         raise InputError(
             f"the frame has no image column; its columns are {described}. Read images with "
-            "framelab.frames.images.read_images(...), or pass image_column=<a binary column of "
+            "Frame.read_images(...), or pass image_column=<a binary column of "
             "encoded image files>"
         )
     check_columns([name], schema.names)
@@ -427,8 +430,6 @@ def find_image_column(schema: pa.Schema, name: str | None = None) -> str:
 
 
 def _is_image_field(field: pa.Field) -> bool:
-    from framelab.frames.images import IMAGE_TYPE_NAME, is_image_type
-
     if is_image_type(field.type):
         return True
     # The extension type can arrive unregistered, as its storage plus metadata.
@@ -501,15 +502,9 @@ class _ReplacePixels:
 
 
 def _resolve(extractor: DeepFeatureExtractor) -> _Resolved:
-    import numpy as np
     import torch
 
     from framelab.toolkits.deep_features.network import feature_network
-    from framelab.toolkits.deep_features.weights import (
-        load_weights,
-        state_dict_sha256,
-        weights_from_bytes,
-    )
 
     if isinstance(extractor.model, str):
         arch = architecture(extractor.model)

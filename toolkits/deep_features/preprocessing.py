@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from framelab.frames import images
+
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 
 
@@ -89,8 +91,6 @@ class Preprocessing:
             >>> p.pixels("img").evaluate(pa.table({"img": [buf.getvalue()]})).type.shape
             [8, 6, 3]
         """
-        from framelab.frames import images
-
         chain = images.col(column).convert("RGB")
         if isinstance(self.resize, int):
             chain = chain.resize(self.resize, resample=self.interpolation)

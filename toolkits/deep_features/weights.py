@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from framelab.frames.errors import InputError
+from framelab.frames.storage import filesystem
 from framelab.toolkits.deep_features.preprocessing import Preprocessing
 from framelab.toolkits.deep_features.registry import Architecture
 
@@ -209,7 +210,6 @@ def _read_bytes(url: str, storage_options: dict | None) -> bytes:
         if not path.is_file():
             raise InputError(f"no weights file at {url!r} (give a local path or an fsspec URL)")
         return _read_local(str(path.resolve()), path.stat().st_mtime_ns)
-    from framelab.frames.storage import filesystem
 
     try:
         fs, path = filesystem(url, storage_options)

@@ -39,10 +39,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from framelab.frames.errors import InputError
+from framelab.platform import failures
 from framelab.platform.client import on_cluster
+from framelab.toolkits.deep_features import DeepFeatureExtractor
 from framelab.toolkits.features import check_frame
 from framelab.toolkits.image_features import image_column_or_none, with_features
 from framelab.toolkits.model import Section
+from framelab.toolkits.model_pages import similarity_page
 from framelab.toolkits.nearest_neighbors import NearestNeighborsModel
 from framelab.toolkits.nearest_neighbors import create as create_neighbors
 from framelab.toolkits.saved_extractor import ExtractorModel
@@ -85,8 +88,6 @@ def create(
         >>> from framelab.toolkits import datasets, image_similarity
         >>> model = image_similarity.create(datasets.caltech101(), label="path")  # doctest: +SKIP
     """
-    from framelab.toolkits.deep_features import DeepFeatureExtractor
-
     frame = check_frame(frame)
     extractor = DeepFeatureExtractor(model, batch_size=batch_size, device=device, **extractor_options)
     featured = with_features(frame, extractor, image_column, feature_column)
@@ -134,8 +135,6 @@ class ImageSimilarityModel(ExtractorModel):
         Example:
             >>> model.query(new_photos, k=5)  # doctest: +SKIP
         """
-        from framelab.platform import failures
-
         frame = check_frame(frame)
         with failures.job():  # images that fail to decode, and the queries they leave empty, counted once
             featured = with_features(frame, self.extractor, self.image_column, self.feature_column)
@@ -187,8 +186,6 @@ class ImageSimilarityModel(ExtractorModel):
             >>> model.explore(photos, k=8)  # doctest: +SKIP
             '/tmp/framelab-explore-....html'
         """
-        from framelab.toolkits.model_pages import similarity_page
-
         return similarity_page(self, check_frame(frame), path, k=k, **options)
 
     # ---------------------------------------------------------- persistence

@@ -32,7 +32,9 @@ import pyarrow as pa
 from framelab.frames.errors import ColumnNotFoundError, InputError
 from framelab.frames.validation import SEED, integer, number
 from framelab.frames.vectors import vectors_from_numpy
+from framelab.platform import failures
 from framelab.platform.client import on_cluster
+from framelab.platform.resources import threads_for
 from framelab.toolkits.features import FeatureEncoder, check_frame
 from framelab.toolkits.model import Model, Section
 from framelab.toolkits.model_io import METADATA_FILE, table_from_array, table_to_array
@@ -40,7 +42,7 @@ from framelab.toolkits.nearest_neighbors import ann as ann_index
 from framelab.toolkits.nearest_neighbors import components, search
 from framelab.toolkits.nearest_neighbors.batches import BatchRunner, batch_rows
 from framelab.toolkits.nearest_neighbors.distances import DISTANCES, check_distance
-from framelab.toolkits.vector_shards import present_positions, rows_at
+from framelab.toolkits.vector_shards import open_vector_shards, present_positions, rows_at
 
 if TYPE_CHECKING:
     from framelab.frames import Frame
@@ -99,8 +101,6 @@ def create(
         >>> nearest_neighbors.create(frame, verbose=False).num_rows
         3
     """
-    from framelab.toolkits.vector_shards import open_vector_shards
-
     started = time.perf_counter()
     distance = check_distance(distance)
     method = _check_method(method)
@@ -231,8 +231,6 @@ class NearestNeighborsModel(Model):
                              method=self._search_method())
         refs = runner.run(batches())
         if seen["absent"]:
-            from framelab.platform import failures
-
             failures.report("nearest_neighbors query", seen["absent"], seen["rows"],
                             action="given one row of nulls (their features are missing)")
         return self._frame(refs, _result_schema(query_type, self.label_type))
@@ -396,7 +394,6 @@ class NearestNeighborsModel(Model):
         """The shards holding the reference vectors (built from the saved arrays on first use)."""
         if self._vectors is None:
             from framelab.frames import Frame
-            from framelab.toolkits.vector_shards import open_vector_shards
 
             saved = self._saved
             present = saved["present"].astype(bool)
@@ -410,8 +407,6 @@ class NearestNeighborsModel(Model):
         return self._vectors
 
     def _build_index(self) -> None:
-        from framelab.platform.resources import threads_for
-
         vectors = self._vectors
         threads = None if vectors.shards.in_process else threads_for(1.0)
         built = vectors.shards.map(ann_index.shard_build_index, self.distance, threads, {})

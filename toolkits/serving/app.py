@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from framelab.frames.errors import InputError
-from framelab.platform.resources import PoolSize, plan_model_pool, plan_pool
+from framelab.platform.resources import PoolSize, cluster_facts, plan_model_pool, plan_pool, reclaim
+from framelab.platform.session import ensure_connected
+from framelab.toolkits import load_model
 from framelab.toolkits.serving import uploads
+from framelab.toolkits.serving.answers import servable_kind
 
 DEFAULT_PORT = 8000
 DEFAULT_HOST = "127.0.0.1"
@@ -155,10 +158,6 @@ def deploy(
     """
     from ray import serve
 
-    from framelab.platform.resources import cluster_facts, reclaim
-    from framelab.platform.session import ensure_connected
-    from framelab.toolkits import load_model
-    from framelab.toolkits.serving.answers import servable_kind
     from framelab.toolkits.serving.deployment import ReplicaOptions
 
     source = model
@@ -260,8 +259,6 @@ def status() -> list[dict]:
         [{'name': 'caltech', 'status': 'RUNNING', 'replicas': {'RUNNING': 1}, 'message': ''}]
     """
     from ray import serve
-
-    from framelab.platform.session import ensure_connected
 
     ensure_connected()
     out = []

@@ -14,6 +14,9 @@ import sys
 import time
 from collections.abc import Sequence
 
+from framelab.frames.errors import FramelabError
+from framelab.platform.errors import PlatformError
+from framelab.platform.session import connect, resolve_address
 from framelab.toolkits.serving import app as serving
 
 
@@ -65,10 +68,6 @@ def main(argv: Sequence[str]) -> int:
         2
     """
     import ray
-
-    from framelab.frames.errors import FramelabError
-    from framelab.platform.errors import PlatformError
-    from framelab.platform.session import connect, resolve_address
 
     args = parser().parse_args(list(argv))
     if not args.status and args.shutdown is None and args.model_url is None:

@@ -31,6 +31,10 @@ from typing import Any
 import pyarrow as pa
 from ray import serve
 
+from framelab.frames import Frame
+from framelab.platform.resources import threads_for
+from framelab.toolkits import load_model
+from framelab.toolkits.deep_features.decode import PIXELS_COLUMN, decode_batch
 from framelab.toolkits.serving import uploads
 from framelab.toolkits.serving.answers import ANSWERS, servable_kind
 
@@ -62,9 +66,6 @@ class ImageModelServer:
     """A replica of a served image model (constructed by Ray Serve; see :func:`framelab.toolkits.serving.deploy`)."""
 
     def __init__(self, source: Any, storage_options: dict | None, options: ReplicaOptions):
-        from framelab.platform.resources import threads_for
-        from framelab.toolkits import load_model
-
         self.model = load_model(source, storage_options) if isinstance(source, str) else source
         self.kind = servable_kind(self.model)
         self.options = options
@@ -145,8 +146,6 @@ class ImageModelServer:
         return result
 
     def _decode(self, data: bytes) -> pa.Table:
-        from framelab.toolkits.deep_features.decode import decode_batch
-
         uploads.check_image(data, self.options.max_pixels)
         table = decode_batch(pa.table({"image": pa.array([data], pa.binary())}), column="image",
                              preprocessing=self.preprocessing)
@@ -158,8 +157,6 @@ class ImageModelServer:
         return await loop.run_in_executor(self.runner, self._answer_batch, items)
 
     def _answer_batch(self, items: list[_Item]) -> list[dict | uploads.RequestError]:
-        from framelab.frames import Frame
-
         pixels = pa.concat_tables([item.pixels for item in items]).combine_chunks()
         features = self.network(pixels)
         column = features.column(features.num_columns - 1)
@@ -189,7 +186,6 @@ def _feature_worker(model: Any, options: ReplicaOptions) -> tuple[Any, Any]:
     """
     import ray
 
-    from framelab.toolkits.deep_features.decode import PIXELS_COLUMN
     from framelab.toolkits.deep_features.inference import FeatureActor, StageConfig
 
     extractor = model.extractor
