@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ import pyarrow as pa
 
 from framelab.frames.errors import InputError
 from framelab.frames.validation import check_positive_int, check_seed
+from framelab.toolkits.classifier import LogisticClassifier
 from framelab.toolkits.deep_features import (
     DeepFeatureExtractor,
     Preprocessing,
@@ -35,7 +37,7 @@ from framelab.toolkits.deep_features import (
     find_image_column,
 )
 from framelab.toolkits.deep_features.weights import load_weights
-from framelab.toolkits.features import check_frame, check_target
+from framelab.toolkits.features import FeatureEncoder, check_frame, check_target
 from framelab.toolkits.image_classifier.augment import ROW_COLUMN, Augmentation, training_batch
 from framelab.toolkits.image_classifier.train_loop import Recipe, backbone_blocks, recipe_dict
 
@@ -121,8 +123,13 @@ def fine_tune(
     batch_size: int | str,
     device: str,
     extractor_options: dict,
+    linear_probe: Callable[..., Any],
 ) -> Any:
     """Fine-tune ``model`` on ``frame`` (see the module docstring); the ImageClassifier it returns.
+
+    ``linear_probe`` is ``image_classifier.create`` itself, handed down by it:
+    it trains the probe that gives the head its start, and the model returned
+    is of the probe's class.
 
     Example (skipped here: a training run takes minutes on 2 cores; tests/toolkits/test_fine_tune.py
     runs this very call):
@@ -133,8 +140,6 @@ def fine_tune(
         >>> len(model.training["epochs"])  # doctest: +SKIP
         1
     """
-    from framelab.toolkits.image_classifier.image_classifier import create
-
     started = time.perf_counter()
     options = options.check()
     frame = check_frame(frame)
@@ -170,7 +175,7 @@ def fine_tune(
     # Before any work: a foreign checkpoint is refused (and a resumed run without a seed takes the run's seed).
     storage, seed = _storage(options, recipe, classes, train.num_rows(), seed, given_seed is None)
     # The linear probe: the head's starting point, and the score fine-tuning has to beat.
-    probe = create(
+    probe = linear_probe(
         train, target, image_column=image_column, model=model, feature_column=feature_column,
         l2_penalty=l2_penalty, max_iterations=max_iterations, validation_set=valid if valid is not None else None,
         class_weights=class_weights, seed=seed, verbose=verbose, batch_size=batch_size, device=device,
@@ -440,10 +445,6 @@ def _fine_tuned_model(probe, arch, original: dict, state: dict, preprocessing, e
     """The ImageClassifier over the fine-tuned network: a new extractor (safetensors) and the trained head."""
     from safetensors.torch import save
 
-    from framelab.toolkits.classifier import LogisticClassifier
-    from framelab.toolkits.features import FeatureEncoder
-    from framelab.toolkits.image_classifier.image_classifier import ImageClassifier
-
     prefix = "backbone.inner."
     backbone = {k[len(prefix):]: v.contiguous() for k, v in state.items() if k.startswith(prefix)}
     # The original head travels too, so the file is a whole network: any layer= can be read from it.
@@ -465,5 +466,5 @@ def _fine_tuned_model(probe, arch, original: dict, state: dict, preprocessing, e
         training={**c.training, "fine_tuned": True,
                   "weights_sha256": hashlib.sha256(data).hexdigest()},
     )
-    return ImageClassifier(extractor, classifier, image_column=probe.image_column,
+    return type(probe)(extractor, classifier, image_column=probe.image_column,
                            feature_column=probe.feature_column, fine_tuning=fine_tuning)

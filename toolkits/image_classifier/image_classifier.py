@@ -94,6 +94,7 @@ def create(
     if fine_tune not in (True, False):
         raise InputError(f"fine_tune must be True or False, got {fine_tune!r}")
     if fine_tune:
+        # Loaded only when asked: fine-tuning's modules import torch (seconds), the linear probe does not.
         from framelab.toolkits.image_classifier.fine_tune import FineTuneOptions
         from framelab.toolkits.image_classifier.fine_tune import fine_tune as run_fine_tune
 
@@ -101,7 +102,7 @@ def create(
             frame, target, FineTuneOptions(**given), image_column=image_column, model=model,
             feature_column=feature_column, l2_penalty=l2_penalty, max_iterations=max_iterations,
             validation_set=validation_set, class_weights=class_weights, seed=seed, verbose=verbose,
-            batch_size=batch_size, device=device, extractor_options=extractor_options,
+            batch_size=batch_size, device=device, extractor_options=extractor_options, linear_probe=create,
         )
     if given:
         raise InputError(
